@@ -1,0 +1,1 @@
+../../../sdk/_decorators.py

@@ -1,0 +1,1 @@
+../../../sdk/_pytest_plugin.py

@@ -1,0 +1,754 @@
+"""``@agent``, ``@tool`` and ``@llm``: one span per call, for sync, async and generator functions.
+
+The hot path is written for the common case: when agentwatch is not configured (and no limits
+are set) a decorated call is one attribute read and a direct call. Telemetry work happens in
+``_Call`` methods that swallow their own failures, so only the user's exceptions (and a
+deliberate ``AgentLimitExceeded``) ever reach user code.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
+from contextvars import Token
+from typing import Any, Literal, ParamSpec, TypeVar, cast, overload
+
+from agentwatch import _semconv as sc
+from agentwatch._config import STATE, Settings
+from agentwatch._errors import AgentLimitExceeded, ConfigurationError
+from agentwatch._limits import Budget, Limits, estimate_cost_usd
+from agentwatch._redact import truncate
+from agentwatch._run import Run, current_run, with_run
+from agentwatch._safety import internal_error
+from agentwatch._usage import Usage, extract_stream_event, extract_usage, response_text, stream_text
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+P = ParamSpec("P")
+R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
+SpanRole = Literal["agent", "tool", "llm"]
+
+
+def error_type(exc: BaseException) -> str:
+    """``error.type`` as the conventions ask: the exception's fully qualified class name."""
+    cls = type(exc)
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def capture_text(settings: Settings, value: Any) -> str:
+    """Serialize, redact and truncate content that the user opted in to record."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    return truncate(settings.redact(text), settings.max_content_chars)
+
+
+class _Spec:
+    """What a decorated function's spans share, computed once at decoration time."""
+
+    __slots__ = (
+        "agent_name",
+        "attributes",
+        "limits",
+        "model",
+        "name",
+        "operation",
+        "provider",
+        "role",
+        "signature",
+        "task_type",
+    )
+
+    def __init__(
+        self,
+        role: SpanRole,
+        name: str,
+        fn: Callable[..., Any],
+        attributes: dict[str, Any],
+        *,
+        task_type: str | None = None,
+        limits: Limits | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        operation: str = sc.OPERATION_CHAT,
+    ) -> None:
+        self.role = role
+        self.name = name
+        self.attributes = attributes
+        self.task_type = task_type
+        self.agent_name = name
+        self.limits = limits
+        self.model = model
+        self.provider = provider
+        self.operation = operation
+        try:
+            self.signature: inspect.Signature | None = inspect.signature(fn)
+        except (TypeError, ValueError):
+            self.signature = None
+
+    def span_name(self, model: str | None) -> str:
+        if self.role == "agent":
+            return f"{sc.OPERATION_INVOKE_AGENT} {self.name}"
+        if self.role == "tool":
+            return f"{sc.OPERATION_EXECUTE_TOOL} {self.name}"
+        return f"{self.operation} {model}" if model else self.operation
+
+    def bound_arguments(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        if self.signature is None:
+            return {"args": list(args), **kwargs}
+        bound = self.signature.bind_partial(*args, **kwargs)
+        return {k: v for k, v in bound.arguments.items() if k not in ("self", "cls")}
+
+
+class _Call:
+    """One decorated call in flight: its span, its context token, its agent run."""
+
+    __slots__ = (
+        "ctx",
+        "model_in_name",
+        "run",
+        "settings",
+        "span",
+        "spec",
+        "stream_text",
+        "token",
+        "usage",
+    )
+
+    def __init__(self, spec: _Spec) -> None:
+        self.spec = spec
+        self.span: Span | None = None
+        self.run: Run | None = None
+        self.ctx: otel_context.Context | None = None
+        self.token: Token[otel_context.Context] | None = None
+        self.settings: Settings | None = None
+        self.usage: Usage | None = None
+        self.stream_text: list[str] | None = None
+        self.model_in_name = False
+
+    # -- start ---------------------------------------------------------------------------------
+    @classmethod
+    def begin(cls, spec: _Spec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call | None:
+        """Start the span and make it current. Raises only ``AgentLimitExceeded``."""
+        if spec.role == "tool":
+            run = current_run()
+            if run is not None and run.budget is not None:
+                run.budget.tool_calls += 1
+                run.check_limits()
+        try:
+            call = cls(spec)
+            call._start(args, kwargs)
+            return call
+        except Exception:
+            internal_error(f"starting the span for {spec.name!r}")
+            return None
+
+    def _start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        spec = self.spec
+        settings = STATE.settings
+        self.settings = settings
+        parent = otel_context.get_current()
+        ctx = parent
+        if settings is not None and settings.tracer is not None:
+            model = spec.model
+            if spec.role == "llm" and model is None:
+                requested = kwargs.get("model")
+                model = requested if isinstance(requested, str) else None
+            span = settings.tracer.start_span(
+                spec.span_name(model),
+                context=parent,
+                kind=SpanKind.CLIENT if spec.role == "llm" else SpanKind.INTERNAL,
+                attributes=spec.attributes,
+            )
+            self.span = span
+            self.model_in_name = model is not None
+            if spec.role == "llm" and model is not None and spec.model is None:
+                span.set_attribute(sc.GEN_AI_REQUEST_MODEL, model)
+            if spec.role == "agent":
+                outer = current_run(parent)
+                if spec.task_type is None and outer is not None and outer.task_type:
+                    span.set_attribute(sc.TASK_TYPE, outer.task_type)
+            if settings.capture_content:
+                self._capture_input(settings, span, args, kwargs)
+            ctx = trace.set_span_in_context(span, parent)
+        if spec.role == "agent":
+            outer = current_run(parent)
+            task_type = spec.task_type or (outer.task_type if outer is not None else None)
+            budget = Budget(spec.limits) if spec.limits is not None else None
+            self.run = Run(spec.agent_name, task_type, self.span, budget)
+            ctx = with_run(self.run, ctx)
+        self.ctx = ctx
+
+    def _capture_input(
+        self, settings: Settings, span: Span, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        if self.spec.role == "llm":
+            messages = kwargs.get("messages", kwargs.get("input", args[0] if args else None))
+            if messages is not None:
+                span.set_attribute(sc.GEN_AI_INPUT_MESSAGES, capture_text(settings, messages))
+        elif self.spec.role == "tool":
+            arguments = self.spec.bound_arguments(args, kwargs)
+            span.set_attribute(sc.GEN_AI_TOOL_CALL_ARGUMENTS, capture_text(settings, arguments))
+
+    def enter(self) -> None:
+        try:
+            if self.ctx is not None:
+                self.token = otel_context.attach(self.ctx)
+        except Exception:
+            internal_error("attaching the span context")
+
+    def exit(self) -> None:
+        token, self.token = self.token, None
+        if token is None:
+            return
+        try:
+            otel_context.detach(token)
+        except Exception:
+            internal_error("detaching the span context")
+
+    # -- results -------------------------------------------------------------------------------
+    def record_usage(self, usage: Usage) -> None:
+        """Put one response's (or stream's) usage on the span and charge the agent's budget."""
+        span = self.span
+        if span is not None:
+            if usage.model:
+                span.set_attribute(sc.GEN_AI_RESPONSE_MODEL, usage.model)
+                if not self.model_in_name:
+                    span.update_name(self.spec.span_name(usage.model))
+                    self.model_in_name = True
+            if usage.response_id:
+                span.set_attribute(sc.GEN_AI_RESPONSE_ID, usage.response_id)
+            if usage.finish_reasons:
+                span.set_attribute(sc.GEN_AI_RESPONSE_FINISH_REASONS, usage.finish_reasons)
+            set_usage_attributes(span, usage)
+        charge_budget(current_run(self.ctx), usage, self.spec.provider)
+
+    def succeed(self, result: Any) -> None:
+        """Record a normal return and end the span (not for streams: see ``wrap_stream``)."""
+        try:
+            self._record_result(result)
+        except Exception:
+            internal_error(f"recording the result of {self.spec.name!r}")
+        self.finish(None)
+
+    def _record_result(self, result: Any) -> None:
+        role = self.spec.role
+        if role == "llm":
+            usage = extract_usage(result)
+            if usage is not None:
+                self.usage = usage
+                self.record_usage(usage)
+            settings = self.settings
+            if settings is not None and settings.capture_content and self.span is not None:
+                text = response_text(result)
+                if text is not None:
+                    self.span.set_attribute(sc.GEN_AI_OUTPUT_MESSAGES, capture_text(settings, text))
+        elif role == "tool":
+            settings = self.settings
+            if settings is not None and settings.capture_content and self.span is not None:
+                self.span.set_attribute(sc.GEN_AI_TOOL_CALL_RESULT, capture_text(settings, result))
+
+    def finish(self, exc: BaseException | None) -> None:
+        """End the span: status, error type, the run's outcome. Never raises."""
+        try:
+            run = self.run
+            if run is not None and run.outcome is None:
+                if exc is None:
+                    run.set_outcome("completed")
+                elif isinstance(exc, AgentLimitExceeded):
+                    run.record_limit(exc)
+                elif isinstance(exc, Exception):
+                    run.set_outcome("failed", error_type(exc))
+            span = self.span
+            if span is None:
+                return
+            if run is not None and run.budget is not None:
+                span.set_attribute(sc.TASK_ITERATIONS, run.budget.iterations)
+            if exc is not None and not isinstance(exc, GeneratorExit):
+                span.set_attribute(sc.ERROR_TYPE, error_type(exc))
+                span.set_status(Status(StatusCode.ERROR, str(exc)[:1000]))
+                if isinstance(exc, Exception):
+                    span.record_exception(exc)
+            if self.stream_text is not None and self.settings is not None:
+                span.set_attribute(
+                    sc.GEN_AI_OUTPUT_MESSAGES,
+                    capture_text(self.settings, "".join(self.stream_text)),
+                )
+            span.end()
+        except Exception:
+            internal_error(f"ending the span for {self.spec.name!r}")
+
+    # -- streams -------------------------------------------------------------------------------
+    def observe_event(self, event: Any) -> None:
+        try:
+            usage = extract_stream_event(event)
+            if usage is not None:
+                if self.usage is None:
+                    self.usage = Usage()
+                self.usage.merge(usage)
+            if self.stream_text is not None:
+                text = stream_text(event)
+                if text:
+                    self.stream_text.append(text)
+        except Exception:
+            internal_error("reading a streamed event")
+
+    def end_stream(self, exc: BaseException | None) -> None:
+        if self.usage is not None:
+            try:
+                self.record_usage(self.usage)
+            except Exception:
+                internal_error("recording streamed usage")
+        self.finish(exc)
+
+
+def set_usage_attributes(span: Span, usage: Usage) -> None:
+    values = (
+        (sc.GEN_AI_USAGE_INPUT_TOKENS, usage.input_tokens),
+        (sc.GEN_AI_USAGE_OUTPUT_TOKENS, usage.output_tokens),
+        (sc.GEN_AI_USAGE_CACHE_READ_TOKENS, usage.cache_read_tokens),
+        (sc.GEN_AI_USAGE_CACHE_WRITE_TOKENS, usage.cache_write_tokens),
+        (sc.GEN_AI_USAGE_REASONING_TOKENS, usage.reasoning_tokens),
+    )
+    span.set_attributes({key: value for key, value in values if value is not None})
+
+
+def charge_budget(run: Run | None, usage: Usage, provider: str | None) -> None:
+    """Add a call's tokens (and cost, when a cost limit needs it) to the run's budget."""
+    if run is None or run.budget is None:
+        return
+    budget = run.budget
+    budget.tokens += usage.total_tokens
+    if budget.limits.max_cost_usd is not None and usage.model:
+        cost = estimate_cost_usd(
+            usage.model,
+            provider,
+            usage.input_tokens or 0,
+            usage.output_tokens or 0,
+            usage.cache_read_tokens or 0,
+            usage.cache_write_tokens or 0,
+        )
+        if cost is not None:
+            budget.cost_usd += cost
+
+
+def _is_stream(result: Any) -> bool:
+    if isinstance(result, str | bytes | dict | list | tuple):
+        return False
+    return hasattr(result, "__next__") or hasattr(result, "__anext__")
+
+
+class _TracedStream:
+    """Wraps a provider stream; the span ends when the stream is consumed, closed or fails."""
+
+    def __init__(self, stream: Any, call: _Call) -> None:
+        self._stream = stream
+        self._call = call
+        self._done = False
+
+    def _end(self, exc: BaseException | None) -> None:
+        if not self._done:
+            self._done = True
+            self._call.end_stream(exc)
+
+    def __iter__(self) -> _TracedStream:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            event = next(self._stream)
+        except StopIteration:
+            self._end(None)
+            raise
+        except BaseException as exc:
+            self._end(exc)
+            raise
+        self._call.observe_event(event)
+        return event
+
+    def __aiter__(self) -> _TracedStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            event = await self._stream.__anext__()
+        except StopAsyncIteration:
+            self._end(None)
+            raise
+        except BaseException as exc:
+            self._end(exc)
+            raise
+        self._call.observe_event(event)
+        return event
+
+    def __enter__(self) -> _TracedStream:
+        enter = getattr(self._stream, "__enter__", None)
+        if enter is not None:
+            enter()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        exit_ = getattr(self._stream, "__exit__", None)
+        try:
+            if exit_ is not None:
+                exit_(*exc_info)
+        finally:
+            self._end(None)
+
+    async def __aenter__(self) -> _TracedStream:
+        enter = getattr(self._stream, "__aenter__", None)
+        if enter is not None:
+            await enter()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        exit_ = getattr(self._stream, "__aexit__", None)
+        try:
+            if exit_ is not None:
+                await exit_(*exc_info)
+        finally:
+            self._end(None)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._stream, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._end(None)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def __del__(self) -> None:
+        if not getattr(self, "_done", True):
+            self._end(None)
+
+
+def _finish_result(call: _Call, result: Any) -> Any:
+    """Record a returned value, or wrap it when an LLM call returned a stream."""
+    if call.spec.role == "llm" and _is_stream(result):
+        settings = call.settings
+        if settings is not None and settings.capture_content:
+            call.stream_text = []
+        return _TracedStream(result, call)
+    call.succeed(result)
+    return result
+
+
+def _wrap_sync(fn: Callable[P, R], spec: _Spec) -> Callable[P, R]:
+    always_trace = spec.limits is not None
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        if STATE.tracer is None and not always_trace:
+            return fn(*args, **kwargs)
+        call = _Call.begin(spec, args, kwargs)
+        if call is None:
+            return fn(*args, **kwargs)
+        call.enter()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            call.exit()
+            call.finish(exc)
+            raise
+        call.exit()
+        return cast("R", _finish_result(call, result))
+
+    return wrapper
+
+
+def _wrap_async(fn: Callable[P, Awaitable[R]], spec: _Spec) -> Callable[P, Awaitable[R]]:
+    always_trace = spec.limits is not None
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        if STATE.tracer is None and not always_trace:
+            return await fn(*args, **kwargs)
+        call = _Call.begin(spec, args, kwargs)
+        if call is None:
+            return await fn(*args, **kwargs)
+        call.enter()
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            call.exit()
+            call.finish(exc)
+            raise
+        call.exit()
+        return cast("R", _finish_result(call, result))
+
+    return wrapper
+
+
+def _wrap_generator(fn: Callable[P, Iterator[Any]], spec: _Spec) -> Callable[P, Iterator[Any]]:
+    always_trace = spec.limits is not None
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Generator[Any, Any, Any]:
+        if STATE.tracer is None and not always_trace:
+            return (yield from fn(*args, **kwargs))
+        call = _Call.begin(spec, args, kwargs)
+        if call is None:
+            return (yield from fn(*args, **kwargs))
+        # The context is attached around each step, never across a yield: the consumer may
+        # resume us from another context, and a token must be detached where it was attached.
+        call.enter()
+        try:
+            gen = fn(*args, **kwargs)
+        except BaseException as exc:
+            call.exit()
+            call.finish(exc)
+            raise
+        call.exit()
+        to_send: Any = None
+        to_throw: BaseException | None = None
+        while True:
+            call.enter()
+            try:
+                if to_throw is not None:
+                    exc_in, to_throw = to_throw, None
+                    item = cast("Generator[Any, Any, Any]", gen).throw(exc_in)
+                elif to_send is None:
+                    item = next(gen)
+                else:
+                    item = cast("Generator[Any, Any, Any]", gen).send(to_send)
+            except StopIteration as stop:
+                call.exit()
+                call.finish(None)
+                return stop.value
+            except BaseException as exc:
+                call.exit()
+                call.finish(exc)
+                raise
+            call.exit()
+            try:
+                to_send = yield item
+            except GeneratorExit:
+                close = getattr(gen, "close", None)
+                try:
+                    if close is not None:
+                        call.enter()
+                        try:
+                            close()
+                        finally:
+                            call.exit()
+                finally:
+                    call.finish(None)
+                raise
+            except BaseException as exc:
+                to_throw = exc
+
+    return wrapper
+
+
+def _wrap_async_generator(
+    fn: Callable[P, AsyncIterator[Any]], spec: _Spec
+) -> Callable[P, AsyncIterator[Any]]:
+    always_trace = spec.limits is not None
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> AsyncIterator[Any]:
+        if STATE.tracer is None and not always_trace:
+            async for item in fn(*args, **kwargs):
+                yield item
+            return
+        call = _Call.begin(spec, args, kwargs)
+        agen = fn(*args, **kwargs)
+        if call is None:
+            async for item in agen:
+                yield item
+            return
+        to_send: Any = None
+        to_throw: BaseException | None = None
+        while True:
+            call.enter()
+            try:
+                if to_throw is not None:
+                    exc_in, to_throw = to_throw, None
+                    item = await agen.athrow(exc_in)  # type: ignore[attr-defined]
+                else:
+                    item = await agen.asend(to_send)  # type: ignore[attr-defined]
+            except StopAsyncIteration:
+                call.exit()
+                call.finish(None)
+                return
+            except BaseException as exc:
+                call.exit()
+                call.finish(exc)
+                raise
+            call.exit()
+            try:
+                to_send = yield item
+            except GeneratorExit:
+                try:
+                    call.enter()
+                    try:
+                        await agen.aclose()  # type: ignore[attr-defined]
+                    finally:
+                        call.exit()
+                finally:
+                    call.finish(None)
+                raise
+            except BaseException as exc:
+                to_throw = exc
+
+    return wrapper
+
+
+def _wrap(fn: Callable[..., Any], spec: _Spec) -> Callable[..., Any]:
+    if inspect.isasyncgenfunction(fn):
+        return _wrap_async_generator(fn, spec)
+    if inspect.isgeneratorfunction(fn):
+        return _wrap_generator(fn, spec)
+    if inspect.iscoroutinefunction(fn):
+        return _wrap_async(fn, spec)
+    return _wrap_sync(fn, spec)
+
+
+def _validate_choice(value: str | None, allowed: tuple[str, ...], what: str) -> None:
+    if value is not None and value not in allowed:
+        raise ConfigurationError(f"{what} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+@overload
+def agent(fn: F, /) -> F: ...
+@overload
+def agent(
+    fn: None = None,
+    /,
+    *,
+    name: str | None = None,
+    task_type: str | None = None,
+    description: str | None = None,
+    agent_id: str | None = None,
+    limits: Limits | None = None,
+) -> Callable[[F], F]: ...
+def agent(
+    fn: F | None = None,
+    /,
+    *,
+    name: str | None = None,
+    task_type: str | None = None,
+    description: str | None = None,
+    agent_id: str | None = None,
+    limits: Limits | None = None,
+) -> F | Callable[[F], F]:
+    """Trace an agent's entry point as an ``invoke_agent {name}`` span.
+
+    Each call is one agent run: its outcome defaults to ``completed`` (or ``failed`` when it
+    raises) unless ``set_outcome`` says otherwise, and ``limits`` are enforced against what the
+    run's tools and LLM calls use.
+    """
+
+    def decorate(func: F) -> F:
+        agent_name = name or func.__name__
+        attributes: dict[str, Any] = {
+            sc.GEN_AI_OPERATION_NAME: sc.OPERATION_INVOKE_AGENT,
+            sc.GEN_AI_AGENT_NAME: agent_name,
+        }
+        if task_type:
+            attributes[sc.TASK_TYPE] = task_type
+        if description:
+            attributes[sc.GEN_AI_AGENT_DESCRIPTION] = description
+        if agent_id:
+            attributes[sc.GEN_AI_AGENT_ID] = agent_id
+        spec = _Spec("agent", agent_name, func, attributes, task_type=task_type, limits=limits)
+        return cast("F", _wrap(func, spec))
+
+    return decorate(fn) if fn is not None else decorate
+
+
+@overload
+def tool(fn: F, /) -> F: ...
+@overload
+def tool(
+    fn: None = None,
+    /,
+    *,
+    name: str | None = None,
+    tier: str | None = None,
+    description: str | None = None,
+) -> Callable[[F], F]: ...
+def tool(
+    fn: F | None = None,
+    /,
+    *,
+    name: str | None = None,
+    tier: str | None = None,
+    description: str | None = None,
+) -> F | Callable[[F], F]:
+    """Trace a tool as an ``execute_tool {name}`` span with its risk ``tier``.
+
+    ``tier`` is one of read, write_safe, write_risky, destructive. Each call counts against the
+    enclosing agent run's ``max_tool_calls``.
+    """
+    _validate_choice(tier, sc.TOOL_TIERS, "tier")
+
+    def decorate(func: F) -> F:
+        tool_name = name or func.__name__
+        attributes: dict[str, Any] = {
+            sc.GEN_AI_OPERATION_NAME: sc.OPERATION_EXECUTE_TOOL,
+            sc.GEN_AI_TOOL_NAME: tool_name,
+            sc.GEN_AI_TOOL_TYPE: "function",
+        }
+        if tier:
+            attributes[sc.TOOL_TIER] = tier
+        doc = description or (inspect.getdoc(func) or "").split("\n", 1)[0]
+        if doc:
+            attributes[sc.GEN_AI_TOOL_DESCRIPTION] = doc
+        return cast("F", _wrap(func, _Spec("tool", tool_name, func, attributes)))
+
+    return decorate(fn) if fn is not None else decorate
+
+
+@overload
+def llm(fn: F, /) -> F: ...
+@overload
+def llm(
+    fn: None = None,
+    /,
+    *,
+    provider: str | None = None,
+    model: str | None = None,
+    operation: str = sc.OPERATION_CHAT,
+) -> Callable[[F], F]: ...
+def llm(
+    fn: F | None = None,
+    /,
+    *,
+    provider: str | None = None,
+    model: str | None = None,
+    operation: str = sc.OPERATION_CHAT,
+) -> F | Callable[[F], F]:
+    """Trace a model call as a ``chat {model}`` span; usage is read from what it returns.
+
+    The model comes from ``model=``, else the call's ``model`` keyword argument, else the
+    response. OpenAI (chat completions and responses) and Anthropic messages responses are
+    understood, as objects or dicts, and so are their streams: a returned stream is wrapped and
+    the span ends when it is consumed.
+    """
+
+    def decorate(func: F) -> F:
+        attributes: dict[str, Any] = {sc.GEN_AI_OPERATION_NAME: operation}
+        if provider:
+            attributes[sc.GEN_AI_PROVIDER_NAME] = provider
+        if model:
+            attributes[sc.GEN_AI_REQUEST_MODEL] = model
+        spec = _Spec(
+            "llm",
+            func.__name__,
+            func,
+            attributes,
+            model=model,
+            provider=provider,
+            operation=operation,
+        )
+        return cast("F", _wrap(func, spec))
+
+    return decorate(fn) if fn is not None else decorate

@@ -1,0 +1,65 @@
+"""The state of one agent run, carried in the OpenTelemetry context.
+
+Keeping it in the OTel context (not a separate ContextVar) means it follows the span into
+generators, asyncio tasks and threads by the same mechanism, and is never out of step with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agentwatch import _semconv as sc
+from agentwatch._errors import AgentLimitExceeded
+from agentwatch._limits import Budget
+from opentelemetry import context as otel_context
+from opentelemetry.trace import Span
+
+_RUN_KEY = otel_context.create_key("agentwatch-run")
+
+
+@dataclass(slots=True)
+class Run:
+    """One invocation of an ``@agent`` function."""
+
+    agent_name: str
+    task_type: str | None
+    span: Span | None
+    budget: Budget | None
+    outcome: str | None = None
+
+    def set_outcome(self, outcome: str, reason: str | None = None) -> None:
+        self.outcome = outcome
+        if self.span is not None:
+            self.span.set_attribute(sc.TASK_OUTCOME, outcome)
+            if reason:
+                self.span.set_attribute(sc.TASK_OUTCOME_REASON, reason)
+
+    def check_limits(self) -> None:
+        """Raise ``AgentLimitExceeded`` (recording it first) when the budget is overrun."""
+        if self.budget is None:
+            return
+        exceeded = self.budget.first_exceeded()
+        if exceeded is not None:
+            self.record_limit(exceeded)
+            raise exceeded
+
+    def record_limit(self, exceeded: AgentLimitExceeded) -> None:
+        self.set_outcome("limit_exceeded", str(exceeded))
+        if self.span is not None:
+            self.span.set_attributes(
+                {
+                    sc.LIMIT_EXCEEDED: exceeded.limit,
+                    sc.LIMIT_VALUE: float(exceeded.value),
+                    sc.LIMIT_MAXIMUM: float(exceeded.maximum),
+                }
+            )
+
+
+def current_run(ctx: otel_context.Context | None = None) -> Run | None:
+    """The innermost agent run active in ``ctx`` (default: the current context)."""
+    value = otel_context.get_value(_RUN_KEY, ctx)
+    return value if isinstance(value, Run) else None
+
+
+def with_run(run: Run, ctx: otel_context.Context) -> otel_context.Context:
+    return otel_context.set_value(_RUN_KEY, run, ctx)

@@ -1,0 +1,1 @@
+"""Shared fixtures. Our own internal errors re-raise under pytest (see agentwatch._safety)."""
