@@ -1,0 +1,176 @@
+"""Which span attributes fill which typed analytics column, for every convention we understand.
+
+One table drives both executors of the mapping: the ClickHouse DEFAULT expressions in the
+schema (so any OTLP-to-ClickHouse writer, the stock OTel Collector exporter included, fills
+the typed columns) and the collector's Python lookups that feed pricing. Keys are listed in
+priority order; the first non-empty one wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final, Literal
+
+ColumnKind = Literal["string", "uint", "float", "bool"]
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A typed column derived from span attributes."""
+
+    name: str
+    kind: ColumnKind
+    keys: tuple[str, ...]
+    doc: str
+
+
+# OpenInference and OpenLLMetry span kinds, mapped to gen_ai.operation.name values.
+OPENINFERENCE_KINDS: Final[Mapping[str, str]] = {
+    "LLM": "chat",
+    "TOOL": "execute_tool",
+    "AGENT": "invoke_agent",
+    "EMBEDDING": "embeddings",
+    "RETRIEVER": "retrieval",
+    "CHAIN": "chain",
+}
+TRACELOOP_KINDS: Final[Mapping[str, str]] = {
+    "agent": "invoke_agent",
+    "tool": "execute_tool",
+    "workflow": "invoke_agent",
+    "task": "task",
+}
+
+COLUMNS: Final[tuple[Column, ...]] = (
+    Column("AgentName", "string", ("gen_ai.agent.name", "agent.name"), "agent name"),
+    Column("TaskType", "string", ("agentwatch.task.type",), "task type"),
+    Column("Outcome", "string", ("agentwatch.task.outcome",), "task outcome"),
+    Column("Confidence", "float", ("agentwatch.decision.confidence",), "decision confidence"),
+    Column("DecisionName", "string", ("agentwatch.decision.name",), "decision name"),
+    Column("Route", "string", ("agentwatch.decision.route",), "decision route"),
+    Column("ToolName", "string", ("gen_ai.tool.name", "tool.name"), "tool name"),
+    Column("ToolTier", "string", ("agentwatch.tool.tier",), "tool risk tier"),
+    Column(
+        "Provider",
+        "string",
+        ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system"),
+        "model provider",
+    ),
+    Column(
+        "RequestModel",
+        "string",
+        ("gen_ai.request.model", "llm.request.model", "llm.model_name"),
+        "requested model",
+    ),
+    Column(
+        "ResponseModel",
+        "string",
+        ("gen_ai.response.model", "llm.response.model", "llm.model_name"),
+        "model that answered",
+    ),
+    Column(
+        "InputTokens",
+        "uint",
+        (
+            "gen_ai.usage.input_tokens",
+            "gen_ai.usage.prompt_tokens",
+            "llm.token_count.prompt",
+            "llm.usage.prompt_tokens",
+        ),
+        "input tokens, cache included",
+    ),
+    Column(
+        "OutputTokens",
+        "uint",
+        (
+            "gen_ai.usage.output_tokens",
+            "gen_ai.usage.completion_tokens",
+            "llm.token_count.completion",
+            "llm.usage.completion_tokens",
+        ),
+        "output tokens",
+    ),
+    Column(
+        "CacheReadTokens",
+        "uint",
+        (
+            "gen_ai.usage.cache_read.input_tokens",
+            "gen_ai.usage.cache_read_input_tokens",
+            "llm.token_count.prompt_details.cache_read",
+            "llm.usage.cache_read_input_tokens",
+        ),
+        "input tokens read from cache",
+    ),
+    Column(
+        "CacheWriteTokens",
+        "uint",
+        (
+            "gen_ai.usage.cache_creation.input_tokens",
+            "gen_ai.usage.cache_creation_input_tokens",
+            "llm.token_count.prompt_details.cache_write",
+            "llm.usage.cache_creation_input_tokens",
+        ),
+        "input tokens written to cache",
+    ),
+    Column(
+        "ReasoningTokens",
+        "uint",
+        (
+            "gen_ai.usage.reasoning.output_tokens",
+            "llm.token_count.completion_details.reasoning",
+        ),
+        "reasoning tokens",
+    ),
+    Column(
+        "ConversationId",
+        "string",
+        ("gen_ai.conversation.id", "session.id", "traceloop.association.properties.session_id"),
+        "conversation / session id",
+    ),
+    Column("LimitExceeded", "string", ("agentwatch.limit.exceeded",), "limit hit"),
+    Column("HealthCheck", "string", ("agentwatch.health.check",), "health probe name"),
+    Column("HealthPassed", "bool", ("agentwatch.health.passed",), "health probe result"),
+    Column("FeedbackCorrect", "bool", ("agentwatch.feedback.correct",), "was the decision right"),
+    Column("FeedbackScore", "float", ("agentwatch.feedback.score",), "feedback score"),
+)
+
+OPERATION_KEYS: Final = ("gen_ai.operation.name", "openinference.span.kind", "traceloop.span.kind")
+ERROR_TYPE_KEY: Final = "error.type"
+ENVIRONMENT_KEYS: Final = ("deployment.environment.name", "deployment.environment")
+
+
+def first_value(attributes: Mapping[str, str], keys: tuple[str, ...]) -> str:
+    """The first non-empty value among ``keys`` (Python twin of the SQL coalesce)."""
+    for key in keys:
+        value = attributes.get(key)
+        if value:
+            return value
+    return ""
+
+
+def operation_of(attributes: Mapping[str, str]) -> str:
+    """gen_ai.operation.name, or the equivalent from OpenInference / OpenLLMetry span kinds."""
+    operation = attributes.get("gen_ai.operation.name")
+    if operation:
+        return operation
+    oi_kind = attributes.get("openinference.span.kind")
+    if oi_kind:
+        return OPENINFERENCE_KINDS.get(oi_kind.upper(), oi_kind.lower())
+    tl_kind = attributes.get("traceloop.span.kind")
+    if tl_kind:
+        return TRACELOOP_KINDS.get(tl_kind, tl_kind)
+    if attributes.get("llm.request.type") == "chat":
+        return "chat"
+    return ""
+
+
+def token_count(attributes: Mapping[str, str], column: str) -> int:
+    """A token column's value from attributes, as the SQL default computes it (0 if absent)."""
+    raw = first_value(attributes, COLUMN_BY_NAME[column].keys)
+    try:
+        return max(0, int(float(raw))) if raw else 0
+    except ValueError:
+        return 0
+
+
+COLUMN_BY_NAME: Final[Mapping[str, Column]] = {c.name: c for c in COLUMNS}

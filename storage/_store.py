@@ -1,0 +1,218 @@
+"""Two backends behind one small interface, running the same SQL.
+
+``EmbeddedStore`` runs chDB in this process (it locks its directory, so only one process may
+open it); ``ServerStore`` talks to a ClickHouse server with clickhouse-connect. Both take
+Arrow tables for inserts and ``{name:Type}`` bound parameters for every value in a query.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import unquote, urlparse
+
+import pyarrow as pa
+
+from agentwatch._errors import AgentwatchError, ConfigurationError
+from agentwatch.storage._schema import (
+    MIGRATIONS_TABLE,
+    check_identifier,
+    migrations,
+    migrations_table_ddl,
+)
+
+DEFAULT_DATABASE = "agentwatch"
+DEFAULT_RETENTION_DAYS = 30
+Params = Mapping[str, Any]
+
+
+class StorageError(AgentwatchError):
+    """The store refused or failed a statement."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """A query result: column names and row tuples."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+    def dicts(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+    def scalar(self) -> Any:
+        return self.rows[0][0] if self.rows else None
+
+
+class Store(Protocol):
+    """What the collector and the dashboards need from ClickHouse."""
+
+    database: str
+
+    def command(self, sql: str, params: Params | None = None) -> None: ...
+    def insert_arrow(self, table: str, data: pa.Table) -> None: ...
+    def query(self, sql: str, params: Params | None = None) -> Rows: ...
+    def query_arrow(self, sql: str, params: Params | None = None) -> pa.Table: ...
+    def close(self) -> None: ...
+
+
+def _rows_from_arrow(table: pa.Table) -> Rows:
+    columns = table.column_names
+    data = [col.to_pylist() for col in table.columns]
+    return Rows(columns, list(zip(*data, strict=True)) if data else [])
+
+
+def apply_migrations(store: Store, retention_days: int = DEFAULT_RETENTION_DAYS) -> list[int]:
+    """Create the database and apply every migration not yet applied; returns those applied."""
+    db = check_identifier(store.database)
+    store.command(f"CREATE DATABASE IF NOT EXISTS {db}")
+    store.command(migrations_table_ddl(db))
+    done = {
+        int(row[0])
+        for row in store.query(f"SELECT version FROM {db}.{MIGRATIONS_TABLE}").rows  # noqa: S608 - identifier validated
+    }
+    applied: list[int] = []
+    for migration in migrations(db, retention_days):
+        if migration.version in done:
+            continue
+        for statement in migration.statements:
+            store.command(statement)
+        store.command(
+            f"INSERT INTO {db}.{MIGRATIONS_TABLE} (version, description) "  # noqa: S608 - identifier validated
+            "VALUES ({version:UInt32}, {description:String})",
+            {"version": migration.version, "description": migration.description},
+        )
+        applied.append(migration.version)
+    return applied
+
+
+class EmbeddedStore:
+    """ClickHouse in this process (chDB); data under ``path``. Thread-safe by a lock."""
+
+    def __init__(self, path: str | Path = ".agentwatch/data", database: str = DEFAULT_DATABASE) -> None:
+        from chdb import session as chdb_session
+
+        self.database = check_identifier(database)
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._session = chdb_session.Session(str(self.path))
+        except Exception as exc:
+            raise StorageError(
+                f"cannot open the embedded store at {self.path}: {exc} "
+                "(only one process may open it; is another collector running?)"
+            ) from exc
+
+    def _run(self, sql: str, fmt: str, params: Params | None) -> Any:
+        with self._lock:
+            try:
+                return self._session.query(sql, fmt, params=dict(params) if params else None)
+            except Exception as exc:
+                raise StorageError(str(exc)) from exc
+
+    def command(self, sql: str, params: Params | None = None) -> None:
+        self._run(sql, "CSV", params)
+
+    def insert_arrow(self, table: str, data: pa.Table) -> None:
+        check_identifier(table)
+        columns = ", ".join(f"`{name}`" for name in data.column_names)
+        # chDB's Python() table function reads the Arrow table straight from this frame.
+        arrow_batch = data
+        with self._lock:
+            try:
+                self._session.query(
+                    f"INSERT INTO {self.database}.{table} ({columns}) "  # noqa: S608 - identifiers validated
+                    "SELECT * FROM Python(arrow_batch)"
+                )
+            except Exception as exc:
+                raise StorageError(str(exc)) from exc
+        del arrow_batch
+
+    def query_arrow(self, sql: str, params: Params | None = None) -> pa.Table:
+        result = self._run(sql, "ArrowTable", params)
+        if isinstance(result, pa.Table):
+            return result
+        raise StorageError(f"unexpected result type from chDB: {type(result).__name__}")
+
+    def query(self, sql: str, params: Params | None = None) -> Rows:
+        return _rows_from_arrow(self.query_arrow(sql, params))
+
+    def query_raw(self, sql: str, fmt: str, params: Params | None = None) -> bytes:
+        """The query's result serialized in a ClickHouse output format (for the HTTP endpoint)."""
+        result = self._run(sql, fmt, params)
+        data = result.bytes()
+        return bytes(data)
+
+    def close(self) -> None:
+        with self._lock:
+            self._session.close()
+
+
+class ServerStore:
+    """A ClickHouse server (or cluster) over HTTP with clickhouse-connect.
+
+    ``url`` is ``http(s)://user:password@host:8123/database``.
+    """
+
+    def __init__(self, url: str, *, connect_timeout_s: float = 10.0) -> None:
+        import clickhouse_connect
+
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ConfigurationError(
+                f"--clickhouse-url must look like http://user:pass@host:8123/db, not {url!r}"
+            )
+        self.database = check_identifier(parsed.path.strip("/") or DEFAULT_DATABASE)
+        self._client = clickhouse_connect.get_client(
+            host=parsed.hostname,
+            port=parsed.port or (8443 if parsed.scheme == "https" else 8123),
+            username=unquote(parsed.username or "default"),
+            password=unquote(parsed.password or ""),
+            secure=parsed.scheme == "https",
+            connect_timeout=connect_timeout_s,
+            autogenerate_session_id=False,
+        )
+
+    def command(self, sql: str, params: Params | None = None) -> None:
+        try:
+            self._client.command(sql, parameters=dict(params) if params else None)
+        except Exception as exc:
+            raise StorageError(str(exc)) from exc
+
+    def insert_arrow(self, table: str, data: pa.Table) -> None:
+        check_identifier(table)
+        try:
+            self._client.insert_arrow(table, data, database=self.database)
+        except Exception as exc:
+            raise StorageError(str(exc)) from exc
+
+    def query_arrow(self, sql: str, params: Params | None = None) -> pa.Table:
+        try:
+            result = self._client.query_arrow(sql, parameters=dict(params) if params else None)
+        except Exception as exc:
+            raise StorageError(str(exc)) from exc
+        if not isinstance(result, pa.Table):
+            raise StorageError(f"unexpected result type: {type(result).__name__}")
+        return result
+
+    def query(self, sql: str, params: Params | None = None) -> Rows:
+        try:
+            result = self._client.query(sql, parameters=dict(params) if params else None)
+        except Exception as exc:
+            raise StorageError(str(exc)) from exc
+        return Rows(list(result.column_names), [tuple(r) for r in result.result_rows])
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def open_store(clickhouse_url: str | None, data_dir: str | Path, database: str = DEFAULT_DATABASE) -> Store:
+    """The server store when a URL is given, else the embedded store under ``data_dir``."""
+    if clickhouse_url:
+        return ServerStore(clickhouse_url)
+    return EmbeddedStore(Path(data_dir), database)
+
