@@ -1,7 +1,8 @@
 """``@agent``, ``@tool`` and ``@llm``: one span per call, for sync, async and generator functions.
 
-The hot path is written for the common case: when agentwatch is not configured (and no limits
-are set) a decorated call is one attribute read and a direct call. Telemetry work happens in
+The hot path is written for the common case: when agentwatch is not configured (and no agent
+run with limits is active, whose budget the call would charge) a decorated call is two cheap
+reads and a direct call. Telemetry work happens in
 ``_Call`` methods that swallow their own failures, so only the user's exceptions (and a
 deliberate ``AgentLimitExceeded``) ever reach user code.
 """
@@ -445,7 +446,7 @@ def _wrap_sync(fn: Callable[P, R], spec: _Spec) -> Callable[P, R]:
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        if STATE.tracer is None and not always_trace:
+        if STATE.tracer is None and not always_trace and current_run() is None:
             return fn(*args, **kwargs)
         call = _Call.begin(spec, args, kwargs)
         if call is None:
@@ -468,7 +469,7 @@ def _wrap_async(fn: Callable[P, Awaitable[R]], spec: _Spec) -> Callable[P, Await
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        if STATE.tracer is None and not always_trace:
+        if STATE.tracer is None and not always_trace and current_run() is None:
             return await fn(*args, **kwargs)
         call = _Call.begin(spec, args, kwargs)
         if call is None:
@@ -491,7 +492,7 @@ def _wrap_generator(fn: Callable[P, Iterator[Any]], spec: _Spec) -> Callable[P, 
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> Generator[Any, Any, Any]:
-        if STATE.tracer is None and not always_trace:
+        if STATE.tracer is None and not always_trace and current_run() is None:
             return (yield from fn(*args, **kwargs))
         call = _Call.begin(spec, args, kwargs)
         if call is None:
@@ -554,7 +555,7 @@ def _wrap_async_generator(
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> AsyncIterator[Any]:
-        if STATE.tracer is None and not always_trace:
+        if STATE.tracer is None and not always_trace and current_run() is None:
             async for item in fn(*args, **kwargs):
                 yield item
             return
