@@ -283,7 +283,24 @@ class _Call:
         except Exception:
             internal_error(f"ending the span for {self.spec.name!r}")
 
+    def check_limits(self) -> None:
+        """After an LLM call charged its usage, stop the run if it is now over a limit.
+
+        Raises ``AgentLimitExceeded`` into the agent, as ``record_usage`` does: a budget guard
+        that waits for the agent's next tool call never stops a loop of model calls.
+        """
+        if self.spec.role == "llm":
+            run = current_run(self.ctx)
+            if run is not None:
+                run.check_limits()
+
     # -- streams -------------------------------------------------------------------------------
+    def start_stream(self) -> None:
+        """Before the first streamed event: collect its text too, when content is captured."""
+        settings = self.settings
+        if settings is not None and settings.capture_content:
+            self.stream_text = []
+
     def observe_event(self, event: Any) -> None:
         try:
             usage = extract_stream_event(event)
@@ -364,6 +381,7 @@ class _TracedStream:
             event = next(self._stream)
         except StopIteration:
             self._end(None)
+            self._call.check_limits()
             raise
         except BaseException as exc:
             self._end(exc)
@@ -379,6 +397,7 @@ class _TracedStream:
             event = await self._stream.__anext__()
         except StopAsyncIteration:
             self._end(None)
+            self._call.check_limits()
             raise
         except BaseException as exc:
             self._end(exc)
@@ -433,11 +452,10 @@ class _TracedStream:
 def _finish_result(call: _Call, result: Any) -> Any:
     """Record a returned value, or wrap it when an LLM call returned a stream."""
     if call.spec.role == "llm" and _is_stream(result):
-        settings = call.settings
-        if settings is not None and settings.capture_content:
-            call.stream_text = []
+        call.start_stream()
         return _TracedStream(result, call)
     call.succeed(result)
+    call.check_limits()
     return result
 
 
@@ -507,6 +525,10 @@ def _wrap_generator(fn: Callable[P, Iterator[Any]], spec: _Spec) -> Callable[P, 
             call.finish(exc)
             raise
         call.exit()
+        # An @llm generator streams the model's chunks: read usage and text from what it yields.
+        is_llm = spec.role == "llm"
+        if is_llm:
+            call.start_stream()
         to_send: Any = None
         to_throw: BaseException | None = None
         while True:
@@ -521,13 +543,16 @@ def _wrap_generator(fn: Callable[P, Iterator[Any]], spec: _Spec) -> Callable[P, 
                     item = cast("Generator[Any, Any, Any]", gen).send(to_send)
             except StopIteration as stop:
                 call.exit()
-                call.finish(None)
+                call.end_stream(None)
+                call.check_limits()
                 return stop.value
             except BaseException as exc:
                 call.exit()
-                call.finish(exc)
+                call.end_stream(exc)
                 raise
             call.exit()
+            if is_llm:
+                call.observe_event(item)
             try:
                 to_send = yield item
             except GeneratorExit:
@@ -540,7 +565,7 @@ def _wrap_generator(fn: Callable[P, Iterator[Any]], spec: _Spec) -> Callable[P, 
                         finally:
                             call.exit()
                 finally:
-                    call.finish(None)
+                    call.end_stream(None)
                 raise
             except BaseException as exc:
                 to_throw = exc
@@ -565,6 +590,9 @@ def _wrap_async_generator(
             async for item in agen:
                 yield item
             return
+        is_llm = spec.role == "llm"
+        if is_llm:
+            call.start_stream()
         to_send: Any = None
         to_throw: BaseException | None = None
         while True:
@@ -577,13 +605,16 @@ def _wrap_async_generator(
                     item = await agen.asend(to_send)  # type: ignore[attr-defined]
             except StopAsyncIteration:
                 call.exit()
-                call.finish(None)
+                call.end_stream(None)
+                call.check_limits()
                 return
             except BaseException as exc:
                 call.exit()
-                call.finish(exc)
+                call.end_stream(exc)
                 raise
             call.exit()
+            if is_llm:
+                call.observe_event(item)
             try:
                 to_send = yield item
             except GeneratorExit:
@@ -594,7 +625,7 @@ def _wrap_async_generator(
                     finally:
                         call.exit()
                 finally:
-                    call.finish(None)
+                    call.end_stream(None)
                 raise
             except BaseException as exc:
                 to_throw = exc
