@@ -8,13 +8,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from agentwatch import _semconv as sc
-from agentwatch._errors import ConfigurationError
-from agentwatch._redact import Redactor, default_redactor
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+from agentwatch import _semconv as sc
+from agentwatch._errors import ConfigurationError
+from agentwatch._redact import Redactor, default_redactor
 
 logger = logging.getLogger("agentwatch")
 

@@ -16,6 +16,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Itera
 from contextvars import Token
 from typing import Any, Literal, ParamSpec, TypeVar, cast, overload
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
 from agentwatch import _semconv as sc
 from agentwatch._config import STATE, Settings
 from agentwatch._errors import AgentLimitExceeded, ConfigurationError
@@ -24,9 +28,6 @@ from agentwatch._redact import truncate
 from agentwatch._run import Run, current_run, with_run
 from agentwatch._safety import internal_error
 from agentwatch._usage import Usage, extract_stream_event, extract_usage, response_text, stream_text
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -7,6 +7,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
 from agentwatch import _semconv as sc
 from agentwatch._config import STATE
 from agentwatch._decorators import capture_text, charge_budget, set_usage_attributes
@@ -14,8 +17,6 @@ from agentwatch._errors import ConfigurationError
 from agentwatch._run import current_run
 from agentwatch._safety import internal_error
 from agentwatch._usage import Usage
-from opentelemetry import trace
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 
 @dataclass(frozen=True, slots=True)

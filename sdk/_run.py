@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from opentelemetry import context as otel_context
+from opentelemetry.trace import Span
+
 from agentwatch import _semconv as sc
 from agentwatch._errors import AgentLimitExceeded
 from agentwatch._limits import Budget
-from opentelemetry import context as otel_context
-from opentelemetry.trace import Span
 
 _RUN_KEY = otel_context.create_key("agentwatch-run")
 

@@ -6,11 +6,12 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from agentwatch import _semconv as sc
-from agentwatch._config import configure, shutdown
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from agentwatch import _semconv as sc
+from agentwatch._config import configure, shutdown
 
 
 class CapturedSpans:

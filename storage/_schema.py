@@ -16,7 +16,13 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from agentwatch.storage._conventions import COLUMNS, ENVIRONMENT_KEYS, OPENINFERENCE_KINDS, TRACELOOP_KINDS, Column
+from agentwatch.storage._conventions import (
+    COLUMNS,
+    ENVIRONMENT_KEYS,
+    OPENINFERENCE_KINDS,
+    TRACELOOP_KINDS,
+    Column,
+)
 
 SPANS_TABLE: Final = "otel_traces"
 MIGRATIONS_TABLE: Final = "agentwatch_migrations"
@@ -60,7 +66,9 @@ def _column_ddl(column: Column) -> str:
 def _operation_ddl() -> str:
     oi = "SpanAttributes['openinference.span.kind']"
     tl = "SpanAttributes['traceloop.span.kind']"
-    branches = ["SpanAttributes['gen_ai.operation.name'] != '', SpanAttributes['gen_ai.operation.name']"]
+    branches = [
+        "SpanAttributes['gen_ai.operation.name'] != '', SpanAttributes['gen_ai.operation.name']"
+    ]
     branches += [f"upper({oi}) = {_quote(k)}, {_quote(v)}" for k, v in OPENINFERENCE_KINDS.items()]
     branches.append(f"{oi} != '', lower({oi})")
     branches += [f"{tl} = {_quote(k)}, {_quote(v)}" for k, v in TRACELOOP_KINDS.items()]
@@ -74,10 +82,16 @@ def _environment_ddl() -> str:
     return f"`Environment` LowCardinality(String) DEFAULT ifNull(coalesce({parts}), '')"
 
 
-def spans_table_ddl(database: str, retention_days: int, *, on_cluster: str | None = None,
-                    engine: str = "MergeTree()", table: str = SPANS_TABLE) -> str:
+def spans_table_ddl(
+    database: str,
+    retention_days: int,
+    *,
+    on_cluster: str | None = None,
+    engine: str = "MergeTree()",
+    table: str = SPANS_TABLE,
+) -> str:
     """CREATE TABLE for the span table (a superset of the exporter's otel_traces)."""
-    if not (isinstance(retention_days, int) and 1 <= retention_days <= 36500):
+    if not 1 <= retention_days <= 36500:
         raise ValueError(f"retention_days must be an integer in 1..36500, not {retention_days!r}")
     db = check_identifier(database)
     check_identifier(table)
@@ -132,9 +146,7 @@ class Migration:
 def migrations(database: str, retention_days: int) -> tuple[Migration, ...]:
     """Every schema change, in order. Never edit a released one: append a new version."""
     db = check_identifier(database)
-    return (
-        Migration(1, "span table", (spans_table_ddl(db, retention_days),)),
-    )
+    return (Migration(1, "span table", (spans_table_ddl(db, retention_days),)),)
 
 
 def migrations_table_ddl(database: str) -> str:
@@ -155,9 +167,7 @@ def cluster_ddl(database: str, cluster: str, retention_days: int) -> list[str]:
     db = check_identifier(database)
     c = check_identifier(cluster)
     local = f"{SPANS_TABLE}_local"
-    replicated = (
-        f"ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{db}/{local}', '{{replica}}')"
-    )
+    replicated = f"ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{db}/{local}', '{{replica}}')"
     return [
         f"CREATE DATABASE IF NOT EXISTS {db} ON CLUSTER {c}",
         spans_table_ddl(db, retention_days, on_cluster=c, engine=replicated, table=local),

@@ -92,7 +92,9 @@ def apply_migrations(store: Store, retention_days: int = DEFAULT_RETENTION_DAYS)
 class EmbeddedStore:
     """ClickHouse in this process (chDB); data under ``path``. Thread-safe by a lock."""
 
-    def __init__(self, path: str | Path = ".agentwatch/data", database: str = DEFAULT_DATABASE) -> None:
+    def __init__(
+        self, path: str | Path = ".agentwatch/data", database: str = DEFAULT_DATABASE
+    ) -> None:
         from chdb import session as chdb_session
 
         self.database = check_identifier(database)
@@ -100,7 +102,7 @@ class EmbeddedStore:
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         try:
-            self._session = chdb_session.Session(str(self.path))
+            self._session = chdb_session.Session(str(self.path))  # type: ignore[no-untyped-call]
         except Exception as exc:
             raise StorageError(
                 f"cannot open the embedded store at {self.path}: {exc} "
@@ -110,7 +112,9 @@ class EmbeddedStore:
     def _run(self, sql: str, fmt: str, params: Params | None) -> Any:
         with self._lock:
             try:
-                return self._session.query(sql, fmt, params=dict(params) if params else None)
+                return self._session.query(  # type: ignore[no-untyped-call]
+                    sql, fmt, params=dict(params) if params else None
+                )
             except Exception as exc:
                 raise StorageError(str(exc)) from exc
 
@@ -124,7 +128,7 @@ class EmbeddedStore:
         arrow_batch = data
         with self._lock:
             try:
-                self._session.query(
+                self._session.query(  # type: ignore[no-untyped-call]
                     f"INSERT INTO {self.database}.{table} ({columns}) "  # noqa: S608 - identifiers validated
                     "SELECT * FROM Python(arrow_batch)"
                 )
@@ -149,7 +153,7 @@ class EmbeddedStore:
 
     def close(self) -> None:
         with self._lock:
-            self._session.close()
+            self._session.close()  # type: ignore[no-untyped-call]
 
 
 class ServerStore:
@@ -210,9 +214,10 @@ class ServerStore:
         self._client.close()
 
 
-def open_store(clickhouse_url: str | None, data_dir: str | Path, database: str = DEFAULT_DATABASE) -> Store:
+def open_store(
+    clickhouse_url: str | None, data_dir: str | Path, database: str = DEFAULT_DATABASE
+) -> Store:
     """The server store when a URL is given, else the embedded store under ``data_dir``."""
     if clickhouse_url:
         return ServerStore(clickhouse_url)
     return EmbeddedStore(Path(data_dir), database)
-

@@ -1,0 +1,271 @@
+"""OTLP trace requests (protobuf or JSON) to span columns, with validation. Pure: no I/O.
+
+Attribute values are stored as strings the way the OpenTelemetry Collector ClickHouse exporter
+stores them (bools as true/false, arrays and maps as JSON), so rows from either writer read
+the same.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+SPAN_KINDS: Final = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
+STATUS_CODES: Final = ("Unset", "Ok", "Error")
+
+
+class InvalidRequest(ValueError):
+    """The request cannot be stored; the message says what is wrong (sent back as a 400)."""
+
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeLimits:
+    """Bounds on one request's content; anything beyond them is rejected, not truncated."""
+
+    max_attributes_per_span: int = 512
+    max_attribute_value_bytes: int = 256 * 1024
+    max_events_per_span: int = 256
+    max_links_per_span: int = 128
+    max_spans_per_request: int = 100_000
+
+
+@dataclass(slots=True)
+class SpanColumns:
+    """Decoded spans, column by column (the layout of the span table)."""
+
+    timestamp: list[int] = field(default_factory=list)
+    trace_id: list[str] = field(default_factory=list)
+    span_id: list[str] = field(default_factory=list)
+    parent_span_id: list[str] = field(default_factory=list)
+    trace_state: list[str] = field(default_factory=list)
+    span_name: list[str] = field(default_factory=list)
+    span_kind: list[str] = field(default_factory=list)
+    service_name: list[str] = field(default_factory=list)
+    resource_attributes: list[dict[str, str]] = field(default_factory=list)
+    scope_name: list[str] = field(default_factory=list)
+    scope_version: list[str] = field(default_factory=list)
+    span_attributes: list[dict[str, str]] = field(default_factory=list)
+    duration: list[int] = field(default_factory=list)
+    status_code: list[str] = field(default_factory=list)
+    status_message: list[str] = field(default_factory=list)
+    events_timestamp: list[list[int]] = field(default_factory=list)
+    events_name: list[list[str]] = field(default_factory=list)
+    events_attributes: list[list[dict[str, str]]] = field(default_factory=list)
+    links_trace_id: list[list[str]] = field(default_factory=list)
+    links_span_id: list[list[str]] = field(default_factory=list)
+    links_trace_state: list[list[str]] = field(default_factory=list)
+    links_attributes: list[list[dict[str, str]]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.span_id)
+
+
+def _any_to_json(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [_any_to_json(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: _any_to_json(kv.value) for kv in value.kvlist_value.values}
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    if kind == "double_value":
+        number = value.double_value
+        return number if math.isfinite(number) else str(number)
+    return getattr(value, kind)
+
+
+def value_to_string(value: AnyValue) -> str:
+    """An attribute value as the ClickHouse exporter stores it in a Map(String, String)."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
+    if kind == "int_value":
+        return str(value.int_value)
+    if kind == "double_value":
+        return repr(value.double_value)
+    if kind is None:
+        return ""
+    return json.dumps(_any_to_json(value), separators=(",", ":"), ensure_ascii=False)
+
+
+def _attributes(kvs: Any, limits: DecodeLimits, where: str) -> dict[str, str]:
+    if len(kvs) > limits.max_attributes_per_span:
+        raise InvalidRequest(
+            f"{where}: {len(kvs)} attributes, more than the limit of "
+            f"{limits.max_attributes_per_span}",
+            "too_many_attributes",
+        )
+    out: dict[str, str] = {}
+    kv: KeyValue
+    for kv in kvs:
+        text = value_to_string(kv.value)
+        if len(text) > limits.max_attribute_value_bytes:
+            raise InvalidRequest(
+                f"{where}: attribute {kv.key[:100]!r} is {len(text)} characters, more than the "
+                f"limit of {limits.max_attribute_value_bytes}",
+                "attribute_too_large",
+            )
+        out[kv.key] = text
+    return out
+
+
+def _hex_id(raw: bytes, size: int, what: str, where: str, *, required: bool) -> str:
+    if not raw:
+        if required:
+            raise InvalidRequest(f"{where}: {what} is missing", "missing_id")
+        return ""
+    if len(raw) != size:
+        raise InvalidRequest(f"{where}: {what} must be {size} bytes, got {len(raw)}", "invalid_id")
+    if raw == bytes(size):
+        raise InvalidRequest(f"{where}: {what} is all zeros", "invalid_id")
+    return raw.hex()
+
+
+def request_to_columns(
+    request: ExportTraceServiceRequest, limits: DecodeLimits | None = None
+) -> SpanColumns:
+    """Flatten a decoded request into columns, rejecting what cannot be stored."""
+    limits = limits or DecodeLimits()
+    cols = SpanColumns()
+    total = 0
+    for r_index, resource_spans in enumerate(request.resource_spans):
+        resource = _attributes(
+            resource_spans.resource.attributes, limits, f"resource_spans[{r_index}].resource"
+        )
+        service = resource.get("service.name", "unknown_service")
+        for s_index, scope_spans in enumerate(resource_spans.scope_spans):
+            scope_name = scope_spans.scope.name
+            scope_version = scope_spans.scope.version
+            for index, span in enumerate(scope_spans.spans):
+                total += 1
+                if total > limits.max_spans_per_request:
+                    raise InvalidRequest(
+                        f"more than {limits.max_spans_per_request} spans in one request",
+                        "too_many_spans",
+                    )
+                where = f"resource_spans[{r_index}].scope_spans[{s_index}].spans[{index}]"
+                cols.trace_id.append(_hex_id(span.trace_id, 16, "trace_id", where, required=True))
+                cols.span_id.append(_hex_id(span.span_id, 8, "span_id", where, required=True))
+                cols.parent_span_id.append(
+                    _hex_id(span.parent_span_id, 8, "parent_span_id", where, required=False)
+                )
+                start = span.start_time_unix_nano
+                end = span.end_time_unix_nano
+                if start == 0:
+                    raise InvalidRequest(
+                        f"{where}: start_time_unix_nano is missing", "missing_time"
+                    )
+                cols.timestamp.append(start)
+                cols.duration.append(end - start if end >= start else 0)
+                cols.trace_state.append(span.trace_state)
+                cols.span_name.append(span.name)
+                kind = span.kind
+                cols.span_kind.append(
+                    SPAN_KINDS[kind] if 0 <= kind < len(SPAN_KINDS) else "Unspecified"
+                )
+                cols.service_name.append(service)
+                cols.resource_attributes.append(resource)
+                cols.scope_name.append(scope_name)
+                cols.scope_version.append(scope_version)
+                cols.span_attributes.append(_attributes(span.attributes, limits, where))
+                code = span.status.code
+                cols.status_code.append(STATUS_CODES[code] if 0 <= code < 3 else "Unset")
+                cols.status_message.append(span.status.message)
+                if len(span.events) > limits.max_events_per_span:
+                    raise InvalidRequest(
+                        f"{where}: {len(span.events)} events, more than the limit of "
+                        f"{limits.max_events_per_span}",
+                        "too_many_events",
+                    )
+                if len(span.links) > limits.max_links_per_span:
+                    raise InvalidRequest(
+                        f"{where}: {len(span.links)} links, more than the limit of "
+                        f"{limits.max_links_per_span}",
+                        "too_many_links",
+                    )
+                cols.events_timestamp.append([e.time_unix_nano for e in span.events])
+                cols.events_name.append([e.name for e in span.events])
+                cols.events_attributes.append(
+                    [_attributes(e.attributes, limits, f"{where}.events") for e in span.events]
+                )
+                cols.links_trace_id.append([link.trace_id.hex() for link in span.links])
+                cols.links_span_id.append([link.span_id.hex() for link in span.links])
+                cols.links_trace_state.append([link.trace_state for link in span.links])
+                cols.links_attributes.append(
+                    [_attributes(link.attributes, limits, f"{where}.links") for link in span.links]
+                )
+    return cols
+
+
+def parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
+    request = ExportTraceServiceRequest()
+    try:
+        request.ParseFromString(body)
+    except (DecodeError, ValueError, RuntimeError) as exc:
+        raise InvalidRequest(
+            f"body is not a valid OTLP protobuf ExportTraceServiceRequest: {exc}",
+            "malformed_protobuf",
+        ) from exc
+    return request
+
+
+def _hex_to_b64(value: Any, what: str) -> Any:
+    if not isinstance(value, str) or value == "":
+        return value
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError as exc:
+        raise InvalidRequest(
+            f"{what} must be hex in OTLP/JSON, got {value[:40]!r}", "invalid_id"
+        ) from exc
+    return base64.b64encode(raw).decode()
+
+
+def parse_json(body: bytes) -> ExportTraceServiceRequest:
+    """OTLP/JSON: ids are hex (not base64 as in proto3 JSON), enums may be numbers."""
+    try:
+        document = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(f"body is not valid UTF-8: {exc}", "invalid_utf8") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"body is not valid JSON: {exc}", "malformed_json") from exc
+    if not isinstance(document, dict):
+        raise InvalidRequest(
+            "OTLP/JSON body must be an object with resourceSpans", "malformed_json"
+        )
+    try:
+        for resource_spans in document.get("resourceSpans") or ():
+            for scope_spans in resource_spans.get("scopeSpans") or ():
+                for span in scope_spans.get("spans") or ():
+                    for key in ("traceId", "spanId", "parentSpanId"):
+                        if key in span:
+                            span[key] = _hex_to_b64(span[key], key)
+                    for link in span.get("links") or ():
+                        for key in ("traceId", "spanId"):
+                            if key in link:
+                                link[key] = _hex_to_b64(link[key], f"links.{key}")
+        request = ExportTraceServiceRequest()
+        json_format.ParseDict(document, request, ignore_unknown_fields=True)
+    except InvalidRequest:
+        raise
+    except (json_format.ParseError, AttributeError, TypeError, ValueError) as exc:
+        raise InvalidRequest(
+            f"body is not a valid OTLP/JSON trace request: {exc}", "malformed_json"
+        ) from exc
+    return request

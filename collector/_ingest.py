@@ -1,0 +1,83 @@
+"""The receive path shared by the HTTP and gRPC receivers: decode, price, queue, wait for commit."""
+
+from __future__ import annotations
+
+import hmac
+import zlib
+from dataclasses import dataclass, field
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from agentwatch.collector._decode import DecodeLimits, InvalidRequest, request_to_columns
+from agentwatch.collector._pricing import PriceTable
+from agentwatch.collector._rows import spans_to_arrow
+from agentwatch.collector._stats import Stats
+from agentwatch.collector._writer import BatchWriter
+
+
+@dataclass(frozen=True, slots=True)
+class IngestSettings:
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_decompressed_bytes: int = 64 * 1024 * 1024
+    ack_timeout_s: float = 60.0
+    ingest_token: str | None = None
+    limits: DecodeLimits = field(default_factory=DecodeLimits)
+
+
+class StoreTimeout(Exception):
+    """Rows were queued but not committed in time; the client should retry."""
+
+
+def token_ok(settings: IngestSettings, presented: str | None) -> bool:
+    """Constant-time check of ``Authorization: Bearer <token>`` when a token is required."""
+    if settings.ingest_token is None:
+        return True
+    if not presented or not presented.startswith("Bearer "):
+        return False
+    return hmac.compare_digest(presented[7:].encode(), settings.ingest_token.encode())
+
+
+def gunzip(body: bytes, limit: int) -> bytes:
+    """Decompress gzip without ever holding more than ``limit`` bytes (gzip bombs)."""
+    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = decompressor.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise InvalidRequest(f"body is not valid gzip: {exc}", "bad_gzip") from exc
+    if len(out) > limit or decompressor.unconsumed_tail:
+        raise InvalidRequest(
+            f"decompressed body exceeds the limit of {limit} bytes", "decompressed_too_large"
+        )
+    if not decompressor.eof:
+        raise InvalidRequest("gzip body is truncated", "bad_gzip")
+    return out
+
+
+class Ingestor:
+    """Turns a decoded request into committed rows; shared by every receiver."""
+
+    def __init__(
+        self, writer: BatchWriter, prices: PriceTable, stats: Stats, settings: IngestSettings
+    ) -> None:
+        self.writer = writer
+        self.prices = prices
+        self.stats = stats
+        self.settings = settings
+
+    def ingest(self, request: ExportTraceServiceRequest) -> int:
+        """Store every span of ``request``; returns once they are committed. Raises
+        ``InvalidRequest``, ``Overloaded``, ``WriterStopped``, ``StoreTimeout`` or the store's
+        error, in which case nothing of this request is acknowledged."""
+        columns = request_to_columns(request, self.settings.limits)
+        count = len(columns)
+        self.stats.request(count)
+        if count == 0:
+            return 0
+        future = self.writer.submit(spans_to_arrow(columns, self.prices))
+        try:
+            future.result(timeout=self.settings.ack_timeout_s)
+        except TimeoutError as exc:
+            raise StoreTimeout(
+                f"spans were not committed within {self.settings.ack_timeout_s:g}s"
+            ) from exc
+        return count

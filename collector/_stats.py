@@ -1,0 +1,84 @@
+"""The collector's own counters, as JSON and as Prometheus text."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any
+
+
+class Stats:
+    """Thread-safe counters: received, stored, rejected by reason, insert latency."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.spans_received = 0
+        self.spans_stored = 0
+        self.rejected: Counter[str] = Counter()
+        self.inserts = 0
+        self.insert_seconds_total = 0.0
+        self.insert_seconds_max = 0.0
+        self.insert_failures = 0
+        self.queue_depth_fn: Any = None
+
+    def request(self, spans: int) -> None:
+        with self._lock:
+            self.requests += 1
+            self.spans_received += spans
+
+    def reject(self, reason: str) -> None:
+        with self._lock:
+            self.rejected[reason] += 1
+
+    def stored(self, spans: int, seconds: float) -> None:
+        with self._lock:
+            self.spans_stored += spans
+            self.inserts += 1
+            self.insert_seconds_total += seconds
+            self.insert_seconds_max = max(self.insert_seconds_max, seconds)
+
+    def insert_failed(self) -> None:
+        with self._lock:
+            self.insert_failures += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            depth = self.queue_depth_fn() if self.queue_depth_fn is not None else 0
+            return {
+                "requests": self.requests,
+                "spans_received": self.spans_received,
+                "spans_stored": self.spans_stored,
+                "rejected": dict(self.rejected),
+                "queue_depth_spans": depth,
+                "inserts": self.inserts,
+                "insert_failures": self.insert_failures,
+                "insert_seconds_total": round(self.insert_seconds_total, 6),
+                "insert_seconds_max": round(self.insert_seconds_max, 6),
+            }
+
+    def prometheus(self) -> str:
+        snap = self.snapshot()
+        lines = [
+            "# TYPE agentwatch_requests_total counter",
+            f"agentwatch_requests_total {snap['requests']}",
+            "# TYPE agentwatch_spans_received_total counter",
+            f"agentwatch_spans_received_total {snap['spans_received']}",
+            "# TYPE agentwatch_spans_stored_total counter",
+            f"agentwatch_spans_stored_total {snap['spans_stored']}",
+            "# TYPE agentwatch_rejected_total counter",
+        ]
+        lines += [
+            f'agentwatch_rejected_total{{reason="{reason}"}} {count}'
+            for reason, count in sorted(snap["rejected"].items())
+        ]
+        lines += [
+            "# TYPE agentwatch_queue_depth_spans gauge",
+            f"agentwatch_queue_depth_spans {snap['queue_depth_spans']}",
+            "# TYPE agentwatch_insert_seconds summary",
+            f"agentwatch_insert_seconds_sum {snap['insert_seconds_total']}",
+            f"agentwatch_insert_seconds_count {snap['inserts']}",
+            "# TYPE agentwatch_insert_failures_total counter",
+            f"agentwatch_insert_failures_total {snap['insert_failures']}",
+        ]
+        return "\n".join(lines) + "\n"
