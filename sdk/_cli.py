@@ -7,9 +7,15 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, TypeAlias
+
+if TYPE_CHECKING:
+    from agentwatch.collector._app import CollectorConfig
+
+    Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
-def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_demo(sub: Subparsers) -> None:
     parser = sub.add_parser(
         "demo",
         help="run the example support agent through the SDK",
@@ -38,14 +44,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_collector(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser(
-        "collector",
-        help="receive OTLP and store it in ClickHouse",
-        description="Receive OTLP traces (HTTP :4318, gRPC :4317), price them and store them in "
-        "ClickHouse: embedded chDB under --data-dir, or a server with --clickhouse-url. In "
-        "embedded mode also serves a read-only ClickHouse HTTP endpoint for the dashboard.",
-    )
+def _collector_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=".agentwatch", help="embedded store directory")
     parser.add_argument(
         "--clickhouse-url",
@@ -54,7 +53,7 @@ def _add_collector(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     parser.add_argument("--host", default="127.0.0.1", help="address for the OTLP receivers")
     parser.add_argument("--http-port", type=int, default=4318, help="OTLP/HTTP port")
-    parser.add_argument("--grpc-port", type=int, default=4317, help="OTLP/gRPC port (0: any)")
+    parser.add_argument("--grpc-port", type=int, default=4317, help="OTLP/gRPC port")
     parser.add_argument("--no-grpc", action="store_true", help="do not start the gRPC receiver")
     parser.add_argument(
         "--query-port", type=int, default=8123, help="read-only ClickHouse HTTP port"
@@ -66,16 +65,15 @@ def _add_collector(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help="require Authorization: Bearer <token> on ingest (env AGENTWATCH_INGEST_TOKEN)",
     )
     parser.add_argument("--prices", default=None, help="TOML file of [[price]] overrides")
-    parser.add_argument("--retention-days", type=int, default=30, help="keep spans this long")
-    parser.set_defaults(handler=_run_collector)
+    parser.add_argument("--retention-days", type=int, default=30, help="keep spans this many days")
 
 
-def _run_collector(args: argparse.Namespace) -> int:
+def _collector_config(args: argparse.Namespace) -> CollectorConfig:
     from pathlib import Path
 
-    from agentwatch.collector._app import Collector, CollectorConfig
+    from agentwatch.collector._app import CollectorConfig
 
-    config = CollectorConfig(
+    return CollectorConfig(
         data_dir=Path(args.data_dir),
         clickhouse_url=args.clickhouse_url,
         host=args.host,
@@ -87,8 +85,53 @@ def _run_collector(args: argparse.Namespace) -> int:
         prices_file=Path(args.prices) if args.prices else None,
         retention_days=args.retention_days,
     )
-    Collector(config).serve_forever()
+
+
+def _add_collector(sub: Subparsers) -> None:
+    parser = sub.add_parser(
+        "collector",
+        help="receive OTLP and store it in ClickHouse",
+        description="Receive OTLP traces (HTTP :4318, gRPC :4317), price them and store them in "
+        "ClickHouse: embedded chDB under --data-dir, or a server with --clickhouse-url. In "
+        "embedded mode also serves a read-only ClickHouse HTTP endpoint for the dashboard.",
+    )
+    _collector_arguments(parser)
+    parser.set_defaults(handler=_run_collector)
+
+
+def _run_collector(args: argparse.Namespace) -> int:
+    from agentwatch.collector._app import Collector
+
+    Collector(_collector_config(args)).serve_forever()
     return 0
+
+
+def _add_up(sub: Subparsers) -> None:
+    parser = sub.add_parser(
+        "up",
+        help="run the collector and the dashboard together (and a demo fleet with --demo)",
+        description="Start the collector (embedded chDB under --data-dir) and the dashboard, "
+        "print their URLs, and stop both on Ctrl-C. --demo also runs a simulated fleet of "
+        "agents through the real SDK, with a cost and an error spike after a few minutes.",
+    )
+    _collector_arguments(parser)
+    parser.add_argument("--dashboard-port", type=int, default=8501, help="dashboard port")
+    parser.add_argument("--demo", action="store_true", help="run the demo agent fleet too")
+    parser.add_argument(
+        "--demo-rate", type=float, default=4.0, help="demo tickets per second (default: 4)"
+    )
+    parser.set_defaults(handler=_run_up)
+
+
+def _run_up(args: argparse.Namespace) -> int:
+    from agentwatch.collector._up import DemoSchedule, run_up
+
+    return run_up(
+        _collector_config(args),
+        dashboard_port=args.dashboard_port,
+        demo=args.demo,
+        schedule=DemoSchedule(tickets_per_s=args.demo_rate),
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_demo(sub)
     _add_collector(sub)
+    _add_up(sub)
     return parser
 
 

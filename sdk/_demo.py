@@ -50,15 +50,16 @@ THRESHOLDS = Thresholds(auto_at=0.85, review_at=0.6)
 
 
 class FakeModelClient:
-    """Returns provider-shaped responses; ``cost_multiplier`` inflates token use (a spike)."""
+    """Returns provider-shaped responses; ``multiplier`` inflates token use (a cost spike)."""
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
-        self.cost_multiplier = 1.0
 
-    def complete(self, provider: str, model: str, prompt_chars: int) -> dict[str, Any]:
-        input_tokens = int(prompt_chars / 4 * self.cost_multiplier) + self.rng.randint(200, 900)
-        output_tokens = int(self.rng.randint(60, 400) * self.cost_multiplier)
+    def complete(
+        self, provider: str, model: str, prompt_chars: int, multiplier: float = 1.0
+    ) -> dict[str, Any]:
+        input_tokens = int(prompt_chars / 4 * multiplier) + self.rng.randint(200, 900)
+        output_tokens = int(self.rng.randint(60, 400) * multiplier)
         if provider == "anthropic":
             cached = self.rng.choice((0, 0, 512))
             return {
@@ -100,17 +101,21 @@ class DemoFleet:
     def __init__(self, seed: int = 7) -> None:
         self.rng = random.Random(seed)
         self.client = FakeModelClient(self.rng)
-        # (task_type, kind) -> multiplier; the demo raises these to stage a spike.
+        # task type -> multiplier; `agentwatch up --demo` raises these to stage spikes.
         self.error_boost: dict[str, float] = {}
+        self.cost_boost: dict[str, float] = {}
+        self._task_type = ""
         self.outcomes: Counter[str] = Counter()
 
         @llm(provider="openai")
         def ask_openai(model: str, prompt: str) -> dict[str, Any]:
-            return self.client.complete("openai", model, len(prompt))
+            boost = self.cost_boost.get(self._task_type, 1.0)
+            return self.client.complete("openai", model, len(prompt), boost)
 
         @llm(provider="anthropic")
         def ask_anthropic(model: str, prompt: str) -> dict[str, Any]:
-            return self.client.complete("anthropic", model, len(prompt))
+            boost = self.cost_boost.get(self._task_type, 1.0)
+            return self.client.complete("anthropic", model, len(prompt), boost)
 
         @tool(tier="read")
         def lookup_order(order_id: str, error_rate: float) -> dict[str, str]:
@@ -151,6 +156,7 @@ class DemoFleet:
         return self.rng.choices(PROFILES, weights=weights, k=1)[0]
 
     def handle_ticket(self, profile: TaskProfile) -> str:
+        self._task_type = profile.task_type
         limits = Limits(max_iterations=profile.steps + 2, max_tool_calls=8, max_tokens=60_000)
 
         @agent(name="support", task_type=profile.task_type, limits=limits)

@@ -1,0 +1,164 @@
+"""``agentwatch up``: collector + dashboard (+ a demo fleet) on one machine, stopped by Ctrl-C."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from agentwatch.collector._app import Collector, CollectorConfig
+
+logger = logging.getLogger("agentwatch.up")
+
+
+@dataclass(frozen=True, slots=True)
+class DemoSchedule:
+    """When the demo stages its spikes, so alerts have something to find."""
+
+    tickets_per_s: float = 4.0
+    spike_after_s: float = 180.0
+    spike_for_s: float = 120.0
+    spike_task_type: str = "refund"
+    cost_factor: float = 5.0
+    error_factor: float = 10.0
+
+
+def dashboard_app_path() -> Path | None:
+    """The Streamlit entry point, when the dashboards are installed alongside."""
+    from importlib.util import find_spec
+
+    spec = find_spec("agentwatch.dashboards")
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            candidate = Path(location) / "app.py"
+            if candidate.exists():
+                return candidate
+    return None
+
+
+def start_dashboard(port: int, clickhouse_url: str, host: str) -> subprocess.Popen[bytes] | None:
+    app = dashboard_app_path()
+    if app is None:
+        logger.warning("the dashboard is not installed; running the collector only")
+        return None
+    env = dict(os.environ, AGENTWATCH_CLICKHOUSE_URL=clickhouse_url)
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app),
+        "--server.port",
+        str(port),
+        "--server.address",
+        host,
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    return subprocess.Popen(command, env=env)  # noqa: S603 - our own interpreter and app
+
+
+class DemoRunner:
+    """Runs the demo fleet through the real SDK and OTLP path, in a background thread."""
+
+    def __init__(self, endpoint: str, schedule: DemoSchedule, seed: int = 7) -> None:
+        self.endpoint = endpoint
+        self.schedule = schedule
+        self.seed = seed
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="agentwatch-demo", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        from agentwatch._config import configure, shutdown
+        from agentwatch._demo import DemoFleet
+
+        configure(service_name="demo-support-fleet", endpoint=self.endpoint, environment="demo")
+        fleet = DemoFleet(self.seed)
+        schedule = self.schedule
+        started = time.monotonic()
+        interval = 1.0 / schedule.tickets_per_s if schedule.tickets_per_s > 0 else 1.0
+        try:
+            while not self._stop.is_set():
+                elapsed = time.monotonic() - started
+                spiking = (
+                    schedule.spike_after_s
+                    <= elapsed
+                    < schedule.spike_after_s + schedule.spike_for_s
+                )
+                task = schedule.spike_task_type
+                fleet.cost_boost[task] = schedule.cost_factor if spiking else 1.0
+                fleet.error_boost[task] = schedule.error_factor if spiking else 1.0
+                fleet.handle_ticket(fleet.pick_profile())
+                self._stop.wait(interval)  # paces the simulated traffic
+        finally:
+            shutdown()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(15)
+
+
+def run_up(
+    config: CollectorConfig,
+    *,
+    dashboard_port: int = 8501,
+    demo: bool = False,
+    schedule: DemoSchedule | None = None,
+) -> int:
+    """Start everything, print the URLs, and run until SIGINT/SIGTERM."""
+    collector = Collector(config)
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    dashboard: subprocess.Popen[bytes] | None = None
+    runner: DemoRunner | None = None
+    try:
+        collector.start()
+        urls = collector.urls()
+        query_url = urls.get("clickhouse_http", config.clickhouse_url or "")
+        if query_url and "clickhouse_http" in urls:
+            query_url = f"{query_url}/agentwatch"
+        dashboard = start_dashboard(dashboard_port, query_url, config.query_host)
+        if dashboard is not None:
+            urls["dashboard"] = f"http://{config.query_host}:{dashboard_port}"
+        if demo:
+            runner = DemoRunner(urls["otlp_http"], schedule or DemoSchedule())
+            runner.start()
+        print("agentwatch is up:", flush=True)
+        for name, url in urls.items():
+            print(f"  {name:16} {url}", flush=True)
+        print("Press Ctrl-C to stop.", flush=True)
+        while not done.is_set():
+            if dashboard is not None and dashboard.poll() is not None:
+                logger.error("the dashboard exited with code %s", dashboard.returncode)
+                return 1
+            done.wait(1.0)
+        return 0
+    finally:
+        if runner is not None:
+            runner.stop()
+        if dashboard is not None and dashboard.poll() is None:
+            dashboard.terminate()
+            try:
+                dashboard.wait(10)
+            except subprocess.TimeoutExpired:
+                dashboard.kill()
+        collector.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        print("agentwatch stopped.", flush=True)
