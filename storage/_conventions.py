@@ -23,6 +23,8 @@ class Column:
     kind: ColumnKind
     keys: tuple[str, ...]
     doc: str
+    # OpenLLMetry names agents and tools in traceloop.entity.name, for these span kinds.
+    traceloop_kinds: tuple[str, ...] = ()
 
 
 # OpenInference and OpenLLMetry span kinds, mapped to gen_ai.operation.name values.
@@ -42,13 +44,25 @@ TRACELOOP_KINDS: Final[Mapping[str, str]] = {
 }
 
 COLUMNS: Final[tuple[Column, ...]] = (
-    Column("AgentName", "string", ("gen_ai.agent.name", "agent.name"), "agent name"),
+    Column(
+        "AgentName",
+        "string",
+        ("gen_ai.agent.name", "agent.name"),
+        "agent name",
+        traceloop_kinds=("agent", "workflow"),
+    ),
     Column("TaskType", "string", ("agentwatch.task.type",), "task type"),
     Column("Outcome", "string", ("agentwatch.task.outcome",), "task outcome"),
     Column("Confidence", "float", ("agentwatch.decision.confidence",), "decision confidence"),
     Column("DecisionName", "string", ("agentwatch.decision.name",), "decision name"),
     Column("Route", "string", ("agentwatch.decision.route",), "decision route"),
-    Column("ToolName", "string", ("gen_ai.tool.name", "tool.name"), "tool name"),
+    Column(
+        "ToolName",
+        "string",
+        ("gen_ai.tool.name", "tool.name"),
+        "tool name",
+        traceloop_kinds=("tool",),
+    ),
     Column("ToolTier", "string", ("agentwatch.tool.tier",), "tool risk tier"),
     Column(
         "Provider",
@@ -139,6 +153,10 @@ ERROR_TYPE_KEY: Final = "error.type"
 ENVIRONMENT_KEYS: Final = ("deployment.environment.name", "deployment.environment")
 
 
+TRACELOOP_KIND_KEY: Final = "traceloop.span.kind"
+TRACELOOP_ENTITY_KEY: Final = "traceloop.entity.name"
+
+
 def first_value(attributes: Mapping[str, str], keys: tuple[str, ...]) -> str:
     """The first non-empty value among ``keys`` (Python twin of the SQL coalesce)."""
     for key in keys:
@@ -146,6 +164,14 @@ def first_value(attributes: Mapping[str, str], keys: tuple[str, ...]) -> str:
         if value:
             return value
     return ""
+
+
+def column_value(attributes: Mapping[str, str], column: Column) -> str:
+    """A string column's raw value, as its SQL DEFAULT computes it."""
+    value = first_value(attributes, column.keys)
+    if not value and attributes.get(TRACELOOP_KIND_KEY) in column.traceloop_kinds:
+        return attributes.get(TRACELOOP_ENTITY_KEY, "")
+    return value
 
 
 def operation_of(attributes: Mapping[str, str]) -> str:

@@ -20,6 +20,8 @@ from agentwatch.storage._conventions import (
     COLUMNS,
     ENVIRONMENT_KEYS,
     OPENINFERENCE_KINDS,
+    TRACELOOP_ENTITY_KEY,
+    TRACELOOP_KIND_KEY,
     TRACELOOP_KINDS,
     Column,
 )
@@ -51,6 +53,13 @@ def _coalesce(keys: tuple[str, ...]) -> str:
 
 def _column_ddl(column: Column) -> str:
     source = _coalesce(column.keys)
+    if column.traceloop_kinds:
+        kinds = ", ".join(_quote(k) for k in column.traceloop_kinds)
+        entity = (
+            f"if(SpanAttributes[{_quote(TRACELOOP_KIND_KEY)}] IN ({kinds}), "
+            f"SpanAttributes[{_quote(TRACELOOP_ENTITY_KEY)}], '')"
+        )
+        source = f"if({source} != '', {source}, {entity})"
     if column.kind == "string":
         return f"`{column.name}` LowCardinality(String) DEFAULT {source}"
     if column.kind == "uint":
