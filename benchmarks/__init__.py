@@ -1,0 +1,1 @@
+"""Benchmarks for agentwatch; each module runs standalone (``python -m benchmarks.<name>``)."""
