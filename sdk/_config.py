@@ -77,8 +77,10 @@ def _make_exporter(
                 "protocol='grpc' needs the grpc extra: pip install 'agentwatch[grpc]'"
             ) from exc
         insecure = endpoint.startswith("http://")
+        # gRPC metadata keys must be lowercase: "Authorization" fails every export.
+        metadata = {key.lower(): value for key, value in headers.items()}
         return GrpcExporter(
-            endpoint=endpoint, headers=dict(headers), timeout=timeout_s, insecure=insecure
+            endpoint=endpoint, headers=metadata, timeout=timeout_s, insecure=insecure
         )
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
         OTLPSpanExporter as HttpExporter,
