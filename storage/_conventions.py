@@ -193,10 +193,15 @@ def operation_of(attributes: Mapping[str, str]) -> str:
 def token_count(attributes: Mapping[str, str], column: str) -> int:
     """A token column's value from attributes, as the SQL default computes it (0 if absent)."""
     raw = first_value(attributes, COLUMN_BY_NAME[column].keys)
-    try:
-        return max(0, int(float(raw))) if raw else 0
-    except ValueError:
+    # Exactly what toUInt64OrZero accepts: an optional '+', ASCII digits, within UInt64.
+    digits = raw[1:] if raw.startswith("+") else raw
+    if not (digits.isascii() and digits.isdigit()):
         return 0
+    value = int(digits)
+    return value if value < _UINT64_LIMIT else 0
+
+
+_UINT64_LIMIT: Final = 2**64
 
 
 COLUMN_BY_NAME: Final[Mapping[str, Column]] = {c.name: c for c in COLUMNS}
