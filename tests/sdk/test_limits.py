@@ -1,0 +1,331 @@
+"""Limits: each budget stops the run with AgentLimitExceeded, recorded on the agent span, and
+limits hold whether or not agentwatch is configured."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.trace import StatusCode
+
+import agentwatch as aw
+from agentwatch import _semconv as sc
+from agentwatch._limits import estimate_cost_usd
+from agentwatch._testing import CapturedSpans
+from tests.sdk.support import attrs, openai_chat, openai_chunks
+
+
+def limit_attrs(captured: CapturedSpans, name: str) -> tuple[Any, ...]:
+    span_attrs = attrs(captured.one(name))
+    return (
+        span_attrs.get("agentwatch.task.outcome"),
+        span_attrs.get("agentwatch.limit.exceeded"),
+        span_attrs.get(sc.LIMIT_VALUE),
+        span_attrs.get(sc.LIMIT_MAXIMUM),
+    )
+
+
+def test_iterations_limit(agentwatch_spans: CapturedSpans) -> None:
+    counted: list[int] = []
+
+    @aw.agent(limits=aw.Limits(max_iterations=2))
+    def loop() -> None:
+        while True:
+            counted.append(aw.iteration())
+
+    with pytest.raises(aw.AgentLimitExceeded) as raised:
+        loop()
+
+    assert counted == [1, 2]
+    assert (raised.value.limit, raised.value.value, raised.value.maximum) == ("iterations", 3, 2)
+    assert limit_attrs(agentwatch_spans, "invoke_agent loop") == (
+        "limit_exceeded",
+        "iterations",
+        3.0,
+        2.0,
+    )
+    span = agentwatch_spans.one("invoke_agent loop")
+    assert attrs(span)[sc.TASK_ITERATIONS] == 3
+    assert span.status.status_code is StatusCode.ERROR
+    assert attrs(span)[sc.ERROR_TYPE] == "agentwatch._errors.AgentLimitExceeded"
+
+
+def test_tokens_limit_stops_the_llm_call_that_crosses_it(agentwatch_spans: CapturedSpans) -> None:
+    calls: list[int] = []
+
+    @aw.llm(provider="openai")
+    def ask(model: str) -> dict[str, Any]:
+        calls.append(1)
+        return openai_chat(prompt_tokens=300, completion_tokens=100)
+
+    @aw.agent(limits=aw.Limits(max_tokens=1000))
+    def loop() -> None:
+        while True:
+            ask(model="gpt-4o")
+
+    with pytest.raises(aw.AgentLimitExceeded) as raised:
+        loop()
+
+    assert len(calls) == 3  # 400, 800, then 1200 > 1000
+    assert raised.value.limit == "tokens"
+    assert limit_attrs(agentwatch_spans, "invoke_agent loop") == (
+        "limit_exceeded",
+        "tokens",
+        1200.0,
+        1000.0,
+    )
+    # The model call itself succeeded and keeps its usage; the run is what was stopped.
+    assert all(s.status.status_code is StatusCode.UNSET for s in agentwatch_spans.llm_calls())
+
+
+def test_tokens_limit_counts_streamed_usage_once_consumed(agentwatch_spans: CapturedSpans) -> None:
+    @aw.llm(provider="openai")
+    def ask(model: str) -> Iterator[dict[str, Any]]:
+        return iter(openai_chunks(prompt_tokens=900, completion_tokens=200))
+
+    @aw.agent(limits=aw.Limits(max_tokens=1000))
+    def handle() -> None:
+        for _chunk in ask(model="gpt-4o"):
+            pass
+
+    with pytest.raises(aw.AgentLimitExceeded, match="tokens"):
+        handle()
+
+    assert limit_attrs(agentwatch_spans, "invoke_agent handle")[:2] == (
+        "limit_exceeded",
+        "tokens",
+    )
+
+
+def test_cost_limit_prices_recorded_usage_of_a_known_model(
+    agentwatch_spans: CapturedSpans,
+) -> None:
+    one_call = estimate_cost_usd("gpt-4o", "openai", 100_000, 10_000)
+    assert one_call is not None
+    assert one_call > 0
+
+    @aw.agent(limits=aw.Limits(max_cost_usd=one_call * 1.5))
+    def handle() -> None:
+        for _ in range(2):
+            aw.record_usage(
+                model="gpt-4o", provider="openai", input_tokens=100_000, output_tokens=10_000
+            )
+
+    with pytest.raises(aw.AgentLimitExceeded) as raised:
+        handle()
+
+    assert raised.value.limit == "cost"
+    assert math.isclose(raised.value.value, 2 * one_call)
+    outcome, limit, value, maximum = limit_attrs(agentwatch_spans, "invoke_agent handle")
+    assert (outcome, limit) == ("limit_exceeded", "cost")
+    assert math.isclose(value, 2 * one_call)
+    assert math.isclose(maximum, one_call * 1.5)
+
+
+def test_cost_limit_ignores_models_without_a_price(agentwatch_spans: CapturedSpans) -> None:
+    @aw.agent(limits=aw.Limits(max_cost_usd=0.0001))
+    def handle() -> str:
+        aw.record_usage(model="in-house-model-v0", input_tokens=10**6, output_tokens=10**6)
+        return "ok"
+
+    assert handle() == "ok"
+    assert attrs(agentwatch_spans.one("invoke_agent handle"))["agentwatch.task.outcome"] == (
+        "completed"
+    )
+
+
+def test_tool_calls_limit_stops_before_the_tool_runs(agentwatch_spans: CapturedSpans) -> None:
+    ran: list[str] = []
+
+    @aw.tool
+    def lookup(order_id: str) -> None:
+        ran.append(order_id)
+
+    @aw.agent(limits=aw.Limits(max_tool_calls=2))
+    def handle() -> None:
+        for order_id in ("a", "b", "c", "d"):
+            lookup(order_id)
+
+    with pytest.raises(aw.AgentLimitExceeded) as raised:
+        handle()
+
+    assert ran == ["a", "b"]
+    assert (raised.value.limit, raised.value.value, raised.value.maximum) == ("tool_calls", 3, 2)
+    assert limit_attrs(agentwatch_spans, "invoke_agent handle") == (
+        "limit_exceeded",
+        "tool_calls",
+        3.0,
+        2.0,
+    )
+    assert len(agentwatch_spans.named("execute_tool lookup")) == 2
+
+
+def test_wall_time_limit_is_checked_by_check_limits(agentwatch_spans: CapturedSpans) -> None:
+    polls: list[int] = []
+
+    @aw.agent(limits=aw.Limits(max_wall_time_s=0.001))
+    def handle() -> None:
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            polls.append(1)
+            aw.check_limits()
+
+    with pytest.raises(aw.AgentLimitExceeded) as raised:
+        handle()
+
+    assert raised.value.limit == "wall_time"
+    assert raised.value.value > 0.001
+    assert limit_attrs(agentwatch_spans, "invoke_agent handle")[:2] == (
+        "limit_exceeded",
+        "wall_time",
+    )
+
+
+def test_async_agent_limit_is_recorded(agentwatch_spans: CapturedSpans) -> None:
+    @aw.tool
+    async def step() -> None:
+        await asyncio.sleep(0)
+
+    @aw.agent(limits=aw.Limits(max_tool_calls=1))
+    async def handle() -> None:
+        await step()
+        await step()
+
+    with pytest.raises(aw.AgentLimitExceeded):
+        asyncio.run(handle())
+
+    assert limit_attrs(agentwatch_spans, "invoke_agent handle")[:2] == (
+        "limit_exceeded",
+        "tool_calls",
+    )
+
+
+def test_agent_that_catches_the_limit_still_records_it(agentwatch_spans: CapturedSpans) -> None:
+    @aw.agent(limits=aw.Limits(max_iterations=1))
+    def handle() -> str:
+        try:
+            aw.iteration()
+            aw.iteration()
+        except aw.AgentLimitExceeded:
+            return "gave up politely"
+        return "unreachable"
+
+    assert handle() == "gave up politely"
+    assert limit_attrs(agentwatch_spans, "invoke_agent handle")[:2] == (
+        "limit_exceeded",
+        "iterations",
+    )
+
+
+def test_limits_belong_to_each_run_separately(agentwatch_spans: CapturedSpans) -> None:
+    @aw.agent(limits=aw.Limits(max_iterations=2))
+    def handle() -> int:
+        aw.iteration()
+        return aw.iteration()
+
+    assert [handle(), handle(), handle()] == [2, 2, 2]
+
+
+def test_iteration_outside_an_agent_counts_nothing() -> None:
+    assert aw.iteration() == 0
+    aw.check_limits()  # no run: nothing to exceed, nothing raised
+
+
+# --- limits hold without configure() ----------------------------------------------------------
+
+
+def test_iterations_limit_is_enforced_when_not_configured() -> None:
+    assert not aw.is_configured()
+
+    @aw.agent(limits=aw.Limits(max_iterations=1))
+    def loop() -> None:
+        while True:
+            aw.iteration()
+
+    with pytest.raises(aw.AgentLimitExceeded, match="iterations"):
+        loop()
+
+
+def test_tool_calls_limit_is_enforced_when_not_configured() -> None:
+    assert not aw.is_configured()
+    ran: list[int] = []
+
+    @aw.tool
+    def lookup() -> None:
+        ran.append(1)
+
+    @aw.agent(limits=aw.Limits(max_tool_calls=1))
+    def handle() -> None:
+        lookup()
+        lookup()
+
+    with pytest.raises(aw.AgentLimitExceeded, match="tool_calls"):
+        handle()
+    assert ran == [1]
+
+
+def test_tokens_limit_is_enforced_when_not_configured() -> None:
+    assert not aw.is_configured()
+
+    @aw.llm
+    def ask(model: str) -> dict[str, Any]:
+        return openai_chat(prompt_tokens=500, completion_tokens=500)
+
+    @aw.agent(limits=aw.Limits(max_tokens=100))
+    def handle() -> None:
+        ask(model="gpt-4o")
+
+    with pytest.raises(aw.AgentLimitExceeded, match="tokens"):
+        handle()
+
+
+def test_async_tool_calls_limit_is_enforced_when_not_configured() -> None:
+    @aw.tool
+    async def lookup() -> None:
+        return None
+
+    @aw.agent(limits=aw.Limits(max_tool_calls=0))
+    async def handle() -> None:
+        await lookup()
+
+    with pytest.raises(aw.AgentLimitExceeded, match="tool_calls"):
+        asyncio.run(handle())
+
+
+def test_cost_limit_is_enforced_when_not_configured() -> None:
+    @aw.agent(limits=aw.Limits(max_cost_usd=0.01))
+    def handle() -> None:
+        aw.record_usage(model="gpt-4o", input_tokens=1_000_000, output_tokens=0)
+
+    with pytest.raises(aw.AgentLimitExceeded, match="cost"):
+        handle()
+
+
+# --- Limits validation ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_iterations": -1},
+        {"max_tokens": -5},
+        {"max_cost_usd": float("nan")},
+        {"max_cost_usd": float("inf")},
+        {"max_tool_calls": -1},
+        {"max_wall_time_s": -0.5},
+    ],
+)
+def test_invalid_limits_are_configuration_errors(kwargs: dict[str, float]) -> None:
+    with pytest.raises(aw.ConfigurationError, match=next(iter(kwargs))):
+        aw.Limits(**kwargs)  # type: ignore[arg-type]
+
+
+def test_agent_limit_exceeded_is_an_agentwatch_error_with_a_readable_message() -> None:
+    exc = aw.AgentLimitExceeded("cost", 0.75, 0.5)
+
+    assert isinstance(exc, aw.AgentwatchError)
+    assert str(exc) == "agent limit exceeded: cost reached 0.75 (maximum 0.5)"

@@ -1,0 +1,169 @@
+"""The package as users get it: its public names, a light import, a complete wheel, a CLI."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+import agentwatch
+from agentwatch._cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Public (non-underscore) functions and classes of the modules users' API comes from that are
+# deliberately NOT exported. A new public function or class in these modules must either go into
+# ``agentwatch.__all__`` or be listed here, so nothing users need is forgotten by accident.
+INTERNAL = {
+    "agentwatch._config": {"Settings"},
+    "agentwatch._decorators": {
+        "capture_text",
+        "charge_budget",
+        "error_type",
+        "set_usage_attributes",
+    },
+    "agentwatch._errors": set(),
+    "agentwatch._limits": {"Budget", "estimate_cost_usd"},
+    "agentwatch._records": set(),
+    "agentwatch._redact": {"truncate"},
+    "agentwatch._testing": {"attributes"},
+}
+
+
+def test_all_is_sorted_and_unique() -> None:
+    assert agentwatch.__all__ == sorted(set(agentwatch.__all__))
+
+
+def test_every_name_in_all_exists() -> None:
+    missing = [name for name in agentwatch.__all__ if not hasattr(agentwatch, name)]
+
+    assert missing == []
+
+
+def test_every_public_attribute_of_the_package_is_in_all() -> None:
+    public = {
+        name
+        for name, value in vars(agentwatch).items()
+        if not name.startswith("_")
+        and not inspect.ismodule(value)
+        and name != "annotations"  # from __future__ import annotations
+    }
+
+    assert public - set(agentwatch.__all__) == set()
+
+
+@pytest.mark.parametrize("module_name", sorted(INTERNAL))
+def test_public_functions_and_classes_are_exported_or_declared_internal(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    defined = {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and (inspect.isfunction(value) or inspect.isclass(value))
+        and value.__module__ == module_name
+    }
+
+    undecided = defined - set(agentwatch.__all__) - INTERNAL[module_name]
+    assert undecided == set(), "export these from agentwatch or list them in INTERNAL"
+    stale = INTERNAL[module_name] - defined
+    assert stale == set(), "INTERNAL lists names the module no longer defines"
+
+
+def test_version_matches_the_installed_distribution() -> None:
+    assert agentwatch.__version__ == version("agentwatch")
+
+
+HEAVY = ["chdb", "streamlit", "pyarrow", "grpc", "pandas", "genai_prices", "requests"]
+
+
+def heavy_modules_after(statements: str) -> set[str]:
+    """Which HEAVY modules a fresh interpreter has loaded after running ``statements``."""
+    code = f"import sys\n{statements}\nprint(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    return set(filter(None, result.stdout.strip().split(",")))
+
+
+def test_importing_agentwatch_stays_light() -> None:
+    """Agents import the SDK: it must not drag in the collector's or dashboard's dependencies."""
+    assert heavy_modules_after("import agentwatch") == set()
+
+
+def test_the_http_exporter_is_loaded_only_by_configure() -> None:
+    """The same check sees a heavy import when there is one: configure() loads the exporter."""
+    loaded = heavy_modules_after("import agentwatch\nagentwatch.configure()\nagentwatch.shutdown()")
+
+    assert "requests" in loaded
+
+
+@pytest.mark.slow
+def test_wheel_contains_every_subpackage(tmp_path: Path) -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    package_dirs: dict[str, str] = pyproject["tool"]["setuptools"]["package-dir"]
+    # Build from a copy, so the work tree gets no build/ or egg-info of ours.
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", pyproject["project"]["readme"]):
+        shutil.copy2(ROOT / name, source / name)
+    for folder in package_dirs.values():
+        shutil.copytree(
+            ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__")
+        )
+
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--outdir", str(tmp_path / "dist"), "."],
+        cwd=source,
+        capture_output=True,
+        check=True,
+        timeout=300,
+    )
+
+    (wheel,) = (tmp_path / "dist").glob("agentwatch-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for required in (
+        "agentwatch/__init__.py",
+        "agentwatch/py.typed",
+        "agentwatch/collector/__init__.py",
+        "agentwatch/storage/__init__.py",
+        "agentwatch/dashboards/__init__.py",
+    ):
+        assert required in names
+    for package, folder in package_dirs.items():
+        prefix = package.replace(".", "/")
+        for module in (ROOT / folder).glob("*.py"):
+            assert f"{prefix}/{module.name}" in names, f"{folder}/{module.name} not in the wheel"
+    assert any(n.endswith("entry_points.txt") for n in names)
+
+
+def subcommands() -> list[str]:
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return sorted(sub.choices)
+
+
+def test_cli_has_subcommands() -> None:
+    assert "demo" in subcommands()
+
+
+@pytest.mark.parametrize("args", [[], *([name] for name in subcommands())], ids=str)
+def test_cli_help_exits_zero(args: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "agentwatch", *args, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: agentwatch")
