@@ -9,9 +9,19 @@ def handle(ticket): ...
 
 from __future__ import annotations
 
+from agentwatch import _expectations as expect
 from agentwatch._config import configure, force_flush, is_configured, shutdown
 from agentwatch._decorators import agent, llm, tool
 from agentwatch._errors import AgentLimitExceeded, AgentwatchError, ConfigurationError
+from agentwatch._expectations import Expectation, Verdict
+from agentwatch._health import (
+    HealthResult,
+    Probe,
+    health_check,
+    run_health_checks,
+    start_health_checks,
+    stop_health_checks,
+)
 from agentwatch._limits import Limits
 from agentwatch._records import (
     Decision,
@@ -37,9 +47,13 @@ __all__ = [
     "CapturedSpans",
     "ConfigurationError",
     "Decision",
+    "Expectation",
+    "HealthResult",
     "Limits",
+    "Probe",
     "Thresholds",
     "TraceRef",
+    "Verdict",
     "__version__",
     "agent",
     "capture_spans",
@@ -47,7 +61,9 @@ __all__ = [
     "configure",
     "current_trace_ref",
     "default_redactor",
+    "expect",
     "force_flush",
+    "health_check",
     "is_configured",
     "iteration",
     "llm",
@@ -56,7 +72,10 @@ __all__ = [
     "record_feedback",
     "record_usage",
     "route_by_confidence",
+    "run_health_checks",
     "set_outcome",
     "shutdown",
+    "start_health_checks",
+    "stop_health_checks",
     "tool",
 ]

@@ -134,6 +134,44 @@ def _run_up(args: argparse.Namespace) -> int:
     )
 
 
+def _add_health(sub: Subparsers) -> None:
+    parser = sub.add_parser(
+        "health",
+        help="run semantic health checks",
+        description="Run @aw.health_check probes.",
+    )
+    actions = parser.add_subparsers(dest="health_command", metavar="ACTION", required=True)
+    run = actions.add_parser(
+        "run",
+        help="run probes once; exit 1 if any failed (for CI and cron)",
+        description="Import each module:probe (or every probe a module registers), run it once, "
+        "print the results, and exit 0 when all passed, 1 when any failed, 2 on a bad target. "
+        "The current directory is importable.",
+    )
+    run.add_argument("targets", nargs="+", metavar="module[:probe]", help="probes to run")
+    run.add_argument(
+        "--endpoint", default=None, help="also export the health check spans to this OTLP/HTTP URL"
+    )
+    run.add_argument(
+        "--service-name",
+        default=os.environ.get("OTEL_SERVICE_NAME", "agentwatch-health"),
+        help="service.name of the exported spans (default: OTEL_SERVICE_NAME, agentwatch-health)",
+    )
+    run.set_defaults(handler=_run_health)
+
+
+def _run_health(args: argparse.Namespace) -> int:
+    from agentwatch._health import run_from_command_line
+
+    return run_from_command_line(
+        args.targets,
+        endpoint=args.endpoint,
+        service_name=args.service_name,
+        out=sys.stdout,
+        err=sys.stderr,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="agentwatch",
@@ -144,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_collector(sub)
     _add_up(sub)
+    _add_health(sub)
     return parser
 
 
