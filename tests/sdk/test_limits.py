@@ -165,13 +165,10 @@ def test_tool_calls_limit_stops_before_the_tool_runs(agentwatch_spans: CapturedS
 
 
 def test_wall_time_limit_is_checked_by_check_limits(agentwatch_spans: CapturedSpans) -> None:
-    polls: list[int] = []
-
     @aw.agent(limits=aw.Limits(max_wall_time_s=0.001))
     def handle() -> None:
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline:
-            polls.append(1)
             aw.check_limits()
 
     with pytest.raises(aw.AgentLimitExceeded) as raised:
