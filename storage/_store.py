@@ -151,6 +151,19 @@ class EmbeddedStore:
         data = result.bytes()
         return bytes(data)
 
+    def open_reader(self) -> Any:
+        """Another chDB connection to this store whose session has ``readonly=1``.
+
+        chDB serves any number of connections to the directory this process has open, each with
+        its own session settings; on this one the engine refuses writes, DDL, setting changes
+        and the table functions that reach outside (file, url, remote, Python, ...). The
+        collector's query endpoint runs other processes' SQL on it. Close it before ``close()``:
+        the engine stays open while any connection is.
+        """
+        from chdb import session as chdb_session
+
+        return chdb_session.Session(f"{self.path}?readonly=1")  # type: ignore[no-untyped-call]
+
     def close(self) -> None:
         with self._lock:
             self._session.close()  # type: ignore[no-untyped-call]
