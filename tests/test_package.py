@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import pkgutil
 import shutil
 import subprocess
 import sys
@@ -32,11 +33,61 @@ INTERNAL = {
         "set_usage_attributes",
     },
     "agentwatch._errors": set(),
+    "agentwatch._health": {
+        "health_checks_running",
+        "load_probes",
+        "registered_health_checks",
+        "run_from_command_line",
+    },
     "agentwatch._limits": {"Budget", "estimate_cost_usd"},
     "agentwatch._records": set(),
     "agentwatch._redact": {"truncate"},
     "agentwatch._testing": {"attributes"},
 }
+# Modules users reach as a namespace of the package (``aw.expect.contains(...)``).
+NAMESPACES = {"agentwatch._expectations": "expect"}
+# ...and their public helpers that are not part of the namespace's ``__all__``.
+INTERNAL_OF_NAMESPACES = {"agentwatch._expectations": {"answer_text"}}
+# Plumbing: nothing in these is for users to call.
+PLUMBING = {
+    "agentwatch.__main__",
+    "agentwatch._cli",
+    "agentwatch._demo",
+    "agentwatch._pytest_plugin",
+    "agentwatch._run",
+    "agentwatch._safety",
+    "agentwatch._semconv",
+    "agentwatch._threads",
+    "agentwatch._usage",
+}
+
+
+def test_every_sdk_module_is_classified() -> None:
+    """A new SDK module must be sorted into INTERNAL, NAMESPACES or PLUMBING above."""
+    modules = {
+        f"agentwatch.{m.name}" for m in pkgutil.iter_modules(agentwatch.__path__) if not m.ispkg
+    }
+
+    assert modules == set(INTERNAL) | set(NAMESPACES) | PLUMBING
+
+
+@pytest.mark.parametrize("module_name", sorted(NAMESPACES))
+def test_namespace_modules_are_exported_with_a_complete_all(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    exported: list[str] = module.__all__
+
+    assert getattr(agentwatch, NAMESPACES[module_name]) is module
+    assert NAMESPACES[module_name] in agentwatch.__all__
+    assert exported == sorted(set(exported))
+    assert [name for name in exported if not hasattr(module, name)] == []
+    public = {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and (inspect.isfunction(value) or inspect.isclass(value))
+        and value.__module__ == module_name
+    }
+    assert public - set(exported) - INTERNAL_OF_NAMESPACES.get(module_name, set()) == set()
 
 
 def test_all_is_sorted_and_unique() -> None:
