@@ -51,11 +51,15 @@ class _State:
 STATE = _State()
 
 
-def _endpoint_from_env() -> str:
-    traces = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-    if traces:
-        return traces
-    return os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", DEFAULT_ENDPOINT)
+def _resolve_endpoint(endpoint: str | None, protocol: Protocol) -> str:
+    """The traces URL: the argument or OTEL_EXPORTER_OTLP_ENDPOINT get ``/v1/traces`` appended
+    (HTTP only); OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is used exactly as given, per the spec."""
+    if endpoint is None:
+        traces = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        if traces:
+            return traces
+        endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", DEFAULT_ENDPOINT)
+    return _traces_url(endpoint, protocol)
 
 
 def _traces_url(endpoint: str, protocol: Protocol) -> str:
@@ -122,7 +126,7 @@ def configure(
     if export_timeout_s <= 0:
         raise ConfigurationError("export_timeout_s must be > 0")
     name = service_name or os.environ.get("OTEL_SERVICE_NAME") or "unknown_agent"
-    resolved_endpoint = _traces_url(endpoint or _endpoint_from_env(), protocol)
+    resolved_endpoint = _resolve_endpoint(endpoint or None, protocol)
     if not resolved_endpoint.startswith(("http://", "https://")):
         raise ConfigurationError(f"endpoint must be an http(s) URL, not {resolved_endpoint!r}")
 

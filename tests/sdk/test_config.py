@@ -181,3 +181,12 @@ def test_force_flush_exports_batched_spans(clean_otel_env: None) -> None:
 
     assert aw.force_flush(timeout_s=5) is True
     assert [s.name for s in exporter.get_finished_spans()] == ["decision batched"]
+
+
+def test_traces_endpoint_variable_is_used_exactly_as_given(
+    clean_otel_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is a full URL: nothing is appended to it (OTel spec)."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://traces-env:4318/custom/path")
+    aw.configure()
+    assert configured_endpoint() == "http://traces-env:4318/custom/path"
