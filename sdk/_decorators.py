@@ -141,12 +141,16 @@ class _Call:
             if run is not None and run.budget is not None:
                 run.budget.tool_calls += 1
                 run.check_limits()
+        call = cls(spec)
         try:
-            call = cls(spec)
             call._start(args, kwargs)
             return call
         except Exception:
-            internal_error(f"starting the span for {spec.name!r}")
+            try:
+                if call.span is not None:  # started but not set up: end it rather than leak it
+                    call.span.end()
+            finally:
+                internal_error(f"starting the span for {spec.name!r}")
             return None
 
     def _start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
