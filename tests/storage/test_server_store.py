@@ -134,6 +134,7 @@ def test_query_arrow_returns_arrow_over_http(server: ServerStore) -> None:
 
 def test_server_errors_surface_as_storage_errors(server: ServerStore) -> None:
     """A statement ClickHouse rejects raises StorageError carrying ClickHouse's message."""
+    apply_migrations(server)
     with pytest.raises(StorageError, match="UNKNOWN_TABLE"):
         server.query(f"SELECT * FROM {DB}.no_such_table")
 
