@@ -69,6 +69,8 @@ class _Handler(BaseHTTPRequestHandler):
         headers: dict[str, str] | None = None,
     ) -> None:
         self.send_response(status)
+        if self.close_connection:  # tell the client not to reuse this connection
+            self.send_header("Connection", "close")
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         for name, value in (headers or {}).items():
@@ -165,6 +167,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         path = self.path.split("?", 1)[0]
         if path not in ("/v1/traces", "/v1/metrics", "/v1/logs"):
+            self.close_connection = True  # the unread body would corrupt the next request
             self._error(HTTPStatus.NOT_FOUND, "not_found", f"no such endpoint: {path}")
             return
         try:
