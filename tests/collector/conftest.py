@@ -264,8 +264,8 @@ def span_counts(store: Store, trace_ids: Iterable[bytes | str]) -> dict[str, int
     ids = [t.hex() if isinstance(t, bytes) else t for t in trace_ids]
     found = store.query(
         f"SELECT TraceId, count() FROM {store.database}.{SPANS_TABLE} "
-        "WHERE has({ids:Array(String)}, TraceId) GROUP BY TraceId",
-        {"ids": ids},
+        "WHERE has(splitByChar(',', {ids:String}), TraceId) GROUP BY TraceId",
+        {"ids": ",".join(ids)},  # chDB cannot bind a Python list to an Array parameter
     ).rows
     counts = dict.fromkeys(ids, 0)
     counts.update({str(tid): int(n) for tid, n in found})
@@ -280,36 +280,74 @@ def total_spans(store: Store) -> int:
 StartCollector = Callable[..., Collector]
 
 
-@pytest.fixture
-def start_collector(tmp_path: Path) -> Iterator[StartCollector]:
-    """Start a real collector on free loopback ports; keyword arguments override the config.
+def _start(data_dir: Path, **overrides: Any) -> Collector:
+    settings: dict[str, Any] = {
+        "data_dir": data_dir,
+        "http_port": 0,
+        "grpc_port": 0,
+        "query_port": None,
+        "writer": FAST_WRITER,
+        **overrides,
+    }
+    collector = Collector(CollectorConfig(**settings))
+    collector.start()
+    return collector
 
-    Stopped (draining its writer, closing its store) when the test ends.
+
+class SharedCollector:
+    """One default-config collector for a test module, started on first use.
+
+    Starting and stopping a collector costs about a second (chDB start-up, migrations, the HTTP
+    server's shutdown poll), so tests that need nothing special share one; they use fresh trace
+    ids and compare counters before and after, never absolute totals. chDB opens one data
+    directory per process, so ``close`` makes way for any other collector or store.
     """
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._collector: Collector | None = None
+        self._started = 0
+
+    def get(self) -> Collector:
+        if self._collector is None:
+            self._started += 1
+            self._collector = _start(self._directory / f"shared-{self._started}")
+        return self._collector
+
+    def close(self) -> None:
+        collector, self._collector = self._collector, None
+        if collector is not None:
+            collector.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedCollector]:
+    holder = SharedCollector(tmp_path_factory.mktemp("shared"))
+    yield holder
+    holder.close()
+
+
+@pytest.fixture
+def collector(shared_collector: SharedCollector) -> Collector:
+    """The module's shared default-config collector (see ``SharedCollector``)."""
+    return shared_collector.get()
+
+
+@pytest.fixture
+def start_collector(tmp_path: Path, shared_collector: SharedCollector) -> Iterator[StartCollector]:
+    """Start a real collector of its own on free loopback ports; keyword arguments override the
+    config. Stopped (draining its writer, closing its store) when the test ends."""
+    shared_collector.close()
     started: list[Collector] = []
 
     def start(**overrides: Any) -> Collector:
-        settings: dict[str, Any] = {
-            "data_dir": tmp_path / f"collector-{len(started)}",
-            "http_port": 0,
-            "grpc_port": 0,
-            "query_port": None,
-            "writer": FAST_WRITER,
-            **overrides,
-        }
-        collector = Collector(CollectorConfig(**settings))
+        collector = _start(tmp_path / f"collector-{len(started)}", **overrides)
         started.append(collector)
-        collector.start()
         return collector
 
     yield start
     for collector in reversed(started):
         collector.stop()
-
-
-@pytest.fixture
-def collector(start_collector: StartCollector) -> Collector:
-    return start_collector()
 
 
 def http_url(collector: Collector) -> str:
@@ -364,8 +402,9 @@ StartPipeline = Callable[..., Pipeline]
 
 
 @pytest.fixture
-def start_pipeline(tmp_path: Path) -> Iterator[StartPipeline]:
+def start_pipeline(tmp_path: Path, shared_collector: SharedCollector) -> Iterator[StartPipeline]:
     """Build and start receivers + writer over a ``GatedStore``; torn down with the gate open."""
+    shared_collector.close()
     built: list[Pipeline] = []
 
     def start(
@@ -402,3 +441,128 @@ def start_pipeline(tmp_path: Path) -> Iterator[StartPipeline]:
         pipeline.grpc.stop(grace_s=1)
         pipeline.writer.stop()
         pipeline.store.close()
+
+
+# -- the agentwatch SDK as a client -------------------------------------------------------------
+ConfigureSdk = Callable[..., None]
+
+
+@pytest.fixture
+def sdk() -> Iterator[ConfigureSdk]:
+    """``aw.configure`` for this test (keyword arguments passed on); shut down afterwards."""
+    import agentwatch as aw
+
+    def configure(**kwargs: Any) -> None:
+        kwargs.setdefault("propagate_to_threads", False)
+        aw.configure(**kwargs)
+
+    yield configure
+    aw.shutdown()
+
+
+SDK_USAGE = {"input_tokens": 1200, "output_tokens": 300, "cache_read_tokens": 200}
+
+
+def run_sdk_agent(ticket: str = "T-1") -> str:
+    """Run a small support agent through the real SDK decorators; returns its trace id (hex).
+
+    One run: an ``invoke_agent`` span with a tool that reads, a tool that fails, an OpenAI-style
+    LLM call whose response reports a dated model snapshot and cached tokens, and a decision.
+    """
+    from opentelemetry import trace
+
+    import agentwatch as aw
+
+    @aw.tool(tier="read")
+    def lookup_order(order_id: str) -> dict[str, str]:
+        return {"order": order_id, "status": "shipped"}
+
+    @aw.tool(tier="destructive")
+    def issue_refund(order_id: str) -> None:
+        raise PermissionError(f"refund of {order_id} needs review")
+
+    @aw.llm(provider="openai", model="gpt-4o")
+    def call_model(prompt: str) -> dict[str, Any]:
+        return {
+            "id": "chatcmpl-1",
+            "model": "gpt-4o-2024-08-06",
+            "choices": [{"finish_reason": "stop", "message": {"content": "refund it"}}],
+            "usage": {
+                "prompt_tokens": SDK_USAGE["input_tokens"],
+                "completion_tokens": SDK_USAGE["output_tokens"],
+                "prompt_tokens_details": {"cached_tokens": SDK_USAGE["cache_read_tokens"]},
+            },
+        }
+
+    @aw.agent(name="support-bot", task_type="refund")
+    def handle(ticket_id: str) -> str:
+        trace.get_current_span().set_attribute("gen_ai.conversation.id", f"conv-{ticket_id}")
+        lookup_order("o-1")
+        call_model(f"refund for {ticket_id}?")
+        aw.record_decision("approve_refund", 0.875, route="review")
+        try:
+            issue_refund("o-1")
+        except PermissionError:
+            aw.set_outcome("escalated")
+        ref = aw.current_trace_ref()
+        assert ref is not None
+        return f"{ref.trace_id:032x}"
+
+    return handle(ticket)
+
+
+def check_sdk_rows(store: Store, trace_id: str, environment: str = "staging") -> None:
+    """The rows of one ``run_sdk_agent`` run carry every typed column, cost and link."""
+    from genai_prices import Usage, calc_price
+
+    rows = span_rows(store, trace_id)
+    assert len(rows) == 5, [r["SpanName"] for r in rows]
+    by_name = {row["SpanName"]: row for row in rows}
+    agent = by_name["invoke_agent support-bot"]
+    read = by_name["execute_tool lookup_order"]
+    refund = by_name["execute_tool issue_refund"]
+    chat = by_name["chat gpt-4o"]
+    decision = by_name["decision approve_refund"]
+
+    assert agent["ParentSpanId"] == ""
+    for child in (read, refund, chat, decision):
+        assert child["ParentSpanId"] == agent["SpanId"]
+    for row in rows:
+        assert row["ServiceName"] == "support-service"
+        assert row["Environment"] == environment
+
+    assert agent["Operation"] == "invoke_agent"
+    assert agent["AgentName"] == "support-bot"
+    assert agent["TaskType"] == "refund"
+    assert agent["Outcome"] == "escalated"
+    assert agent["ConversationId"] == "conv-T-1"
+    assert agent["SpanKind"] == "Internal"
+    assert agent["StatusCode"] == "Unset"
+    assert agent["ErrorType"] == ""
+
+    assert read["Operation"] == "execute_tool"
+    assert (read["ToolName"], read["ToolTier"]) == ("lookup_order", "read")
+    assert (refund["ToolName"], refund["ToolTier"]) == ("issue_refund", "destructive")
+    assert refund["StatusCode"] == "Error"
+    assert refund["ErrorType"] == "PermissionError"
+    assert "needs review" in refund["StatusMessage"]
+    assert refund["Events.Name"] == ["exception"]
+
+    assert chat["Operation"] == "chat"
+    assert chat["SpanKind"] == "Client"
+    assert chat["Provider"] == "openai"
+    assert chat["RequestModel"] == "gpt-4o"
+    assert chat["ResponseModel"] == "gpt-4o-2024-08-06"
+    assert chat["InputTokens"] == SDK_USAGE["input_tokens"]
+    assert chat["OutputTokens"] == SDK_USAGE["output_tokens"]
+    assert chat["CacheReadTokens"] == SDK_USAGE["cache_read_tokens"]
+    assert chat["CacheWriteTokens"] == 0
+    expected = calc_price(Usage(**SDK_USAGE), model_ref="gpt-4o-2024-08-06", provider_id="openai")
+    assert chat["Priced"] == 1
+    assert chat["CostUsd"] == pytest.approx(float(expected.total_price), rel=1e-9)
+
+    assert decision["DecisionName"] == "approve_refund"
+    assert decision["Confidence"] == pytest.approx(0.875)
+    assert decision["Route"] == "review"
+    for row in (agent, read, refund, decision):
+        assert (row["Priced"], row["CostUsd"]) == (0, 0.0)
