@@ -6,11 +6,16 @@ unmodified clickhouse-connect client sends its real requests (DDL in POST bodies
 bindings, ``INSERT ... FORMAT Arrow`` with an lz4-compressed Arrow IPC file as the body) over
 real HTTP, and the ClickHouse engine inside chDB parses and runs every statement. What this does
 not exercise is ClickHouse's own HTTP handler: the HTTP layer is our shim.
+
+Set ``AGENTWATCH_TEST_CLICKHOUSE_URL=http://user:password@host:8123`` to run the same ServerStore
+tests against a real ClickHouse server instead (each test uses, then drops, its own database).
 """
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +28,7 @@ from agentwatch.storage._schema import MIGRATIONS_TABLE, SPANS_TABLE
 from agentwatch.storage._store import EmbeddedStore, ServerStore, StorageError, apply_migrations
 
 DB = "agentwatch"
+REAL_SERVER = os.environ.get("AGENTWATCH_TEST_CLICKHOUSE_URL", "").rstrip("/")
 
 
 @pytest.fixture
@@ -34,12 +40,28 @@ def engine(tmp_path: Path) -> Iterator[EmbeddedStore]:
 
 
 @pytest.fixture
-def server(engine: EmbeddedStore) -> Iterator[ServerStore]:
-    """A ServerStore whose HTTP server is the write-enabled endpoint over ``engine``."""
-    with QueryEndpoint(engine, port=0, allow_write=True) as endpoint:
-        store = ServerStore(f"http://default:@127.0.0.1:{endpoint.port}/{DB}")
-        yield store
-        store.close()
+def server(tmp_path: Path) -> Iterator[ServerStore]:
+    """A ServerStore on a fresh database: the write-enabled endpoint over an empty chDB engine,
+    or the real server named by AGENTWATCH_TEST_CLICKHOUSE_URL."""
+    database = f"aw_test_{uuid.uuid4().hex[:12]}"
+    if REAL_SERVER:
+        store = ServerStore(f"{REAL_SERVER}/{database}")
+        try:
+            yield store
+        finally:
+            store.command(f"DROP DATABASE IF EXISTS {database}")
+            store.close()
+        return
+    engine = EmbeddedStore(tmp_path / "engine", database=database)
+    try:
+        with QueryEndpoint(engine, port=0, allow_write=True) as endpoint:
+            store = ServerStore(f"http://default:@127.0.0.1:{endpoint.port}/{database}")
+            try:
+                yield store
+            finally:
+                store.close()
+    finally:
+        engine.close()
 
 
 def span_batch(now_ns: int) -> pa.Table:
@@ -82,9 +104,9 @@ def test_migrations_apply_once_then_are_idempotent(server: ServerStore) -> None:
     """apply_migrations creates the schema over HTTP, and a second run applies nothing."""
     assert apply_migrations(server) == [1]
     assert apply_migrations(server) == []
-    tables = server.query("SHOW TABLES FROM agentwatch").rows
+    tables = server.query(f"SHOW TABLES FROM {server.database}").rows
     assert sorted(t for (t,) in tables) == sorted([MIGRATIONS_TABLE, SPANS_TABLE])
-    versions = server.query(f"SELECT version FROM {DB}.{MIGRATIONS_TABLE}").rows
+    versions = server.query(f"SELECT version FROM {server.database}.{MIGRATIONS_TABLE}").rows
     assert versions == [(1,)]
 
 
@@ -94,7 +116,7 @@ def test_inserted_rows_read_back_with_derived_typed_columns(server: ServerStore)
     server.insert_arrow(SPANS_TABLE, span_batch(time.time_ns()))
     rows = server.query(
         "SELECT SpanId, Operation, Provider, RequestModel, InputTokens, OutputTokens, ToolName, "
-        f"ErrorType, Confidence, Environment, CostUsd, Priced FROM {DB}.{SPANS_TABLE} "
+        f"ErrorType, Confidence, Environment, CostUsd, Priced FROM {server.database}.{SPANS_TABLE} "
         "ORDER BY SpanId"
     ).rows
     assert rows == [
@@ -111,7 +133,7 @@ def test_parameterized_queries_bind_every_value(server: ServerStore) -> None:
     server.insert_arrow(SPANS_TABLE, span_batch(now_ns))
     since = datetime.fromtimestamp(now_ns / 1e9, UTC) - timedelta(minutes=5)
     result = server.query(
-        f"SELECT SpanId FROM {DB}.{SPANS_TABLE} "
+        f"SELECT SpanId FROM {server.database}.{SPANS_TABLE} "
         "WHERE ServiceName = {service:String} AND has({traces:Array(String)}, TraceId) "
         "AND Timestamp >= {since:DateTime64(9)} AND Duration >= {min_ns:UInt64} ORDER BY SpanId",
         {"service": "support-bot", "traces": ["t1", "x'); DROP TABLE y; --"], "since": since,
@@ -125,7 +147,7 @@ def test_query_arrow_returns_arrow_over_http(server: ServerStore) -> None:
     apply_migrations(server)
     server.insert_arrow(SPANS_TABLE, span_batch(time.time_ns()))
     table = server.query_arrow(
-        f"SELECT Operation, sum(InputTokens) AS tokens FROM {DB}.{SPANS_TABLE} "
+        f"SELECT Operation, sum(InputTokens) AS tokens FROM {server.database}.{SPANS_TABLE} "
         "WHERE Operation = {op:String} GROUP BY Operation",
         {"op": "chat"},
     )
@@ -136,7 +158,7 @@ def test_server_errors_surface_as_storage_errors(server: ServerStore) -> None:
     """A statement ClickHouse rejects raises StorageError carrying ClickHouse's message."""
     apply_migrations(server)
     with pytest.raises(StorageError, match="UNKNOWN_TABLE"):
-        server.query(f"SELECT * FROM {DB}.no_such_table")
+        server.query(f"SELECT * FROM {server.database}.no_such_table")
 
 
 def test_read_only_endpoint_refuses_server_store_ddl(engine: EmbeddedStore) -> None:
