@@ -12,7 +12,7 @@
     group_by = "task_type"           # task_type | agent | model | none
     where = { task_type = "refund" }
     window_s = 300
-    baseline_windows = 12
+    baseline_windows = 24
     min_volume = 20
     threshold = 4.0                  # robust z: (value - median) / (1.4826 * MAD), floored
 
@@ -87,14 +87,14 @@ class AnomalyRule(_Rule):
     metric: Metric
     group_by: GroupBy = "task_type"
     window_s: int = Field(default=300, ge=10, le=86_400)
-    baseline_windows: int = Field(default=12, ge=3, le=1000)
+    baseline_windows: int = Field(default=24, ge=3, le=1000)
     min_volume: int = Field(default=20, ge=1)
     """Tasks in a window for it to be judged, or to count towards the baseline."""
     threshold: float = Field(default=4.0, gt=0, le=1000)
     direction: Direction = "up"
     min_delta: float = Field(default=0.0, ge=0)
     """The smallest absolute move that can alert, in the metric's unit (USD, share, ms...)."""
-    relative_floor: float = Field(default=0.1, ge=0, le=10)
+    relative_floor: float = Field(default=0.15, ge=0, le=10)
     """The baseline spread is at least this share of the median: flat series do not alarm on
     noise."""
 

@@ -68,6 +68,38 @@ def binomial_spread(share: float, volume: int) -> float:
     return math.sqrt(p * (1.0 - p) / volume)
 
 
+def binomial_tail(events: int, volume: int, share: float, *, upper: bool = True) -> float:
+    """P(X >= events) (``upper``) or P(X <= events) for X ~ Binomial(volume, share).
+
+    Exact, summed in log space from ``events`` outwards until the terms stop mattering: a few
+    dozen terms for the counts a window holds.
+    """
+    if volume <= 0:
+        return 1.0
+    p = min(max(share, 1e-12), 1.0 - 1e-12)
+    events = min(max(events, 0), volume)
+    log_p, log_q = math.log(p), math.log1p(-p)
+    log_n = math.lgamma(volume + 1)
+
+    def term(k: int) -> float:
+        log_comb = log_n - math.lgamma(k + 1) - math.lgamma(volume - k + 1)
+        return math.exp(log_comb + k * log_p + (volume - k) * log_q)
+
+    ks = range(events, volume + 1) if upper else range(events, -1, -1)
+    total = 0.0
+    for k in ks:
+        t = term(k)
+        total += t
+        if t < total * 1e-12 and (k > volume * p if upper else k < volume * p):
+            break
+    return min(total, 1.0)
+
+
+def normal_tail(z: float) -> float:
+    """P(Z > z) for a standard normal Z."""
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """Whether a window is anomalous, and the numbers behind the answer."""
@@ -78,8 +110,13 @@ class Decision:
     volume: int
     baseline: float | None = None
     scale: float | None = None
+    """The spread the move was measured in, in the metric's unit."""
     score: float | None = None
+    """Robust z: the move in units of ``scale``."""
     history_windows: int = 0
+    p_value: float | None = None
+    """For shares: the chance of a count this far out under the baseline rate (exact
+    binomial)."""
 
     @property
     def change(self) -> float | None:
@@ -138,7 +175,7 @@ def is_anomalous(
     threshold: float = 4.0,
     direction: Direction = "up",
     proportion: bool = False,
-    relative_floor: float = 0.1,
+    relative_floor: float = 0.15,
     min_delta: float = 0.0,
     min_history: int = 3,
 ) -> Decision:
@@ -147,7 +184,9 @@ def is_anomalous(
     Windows under ``min_volume`` are neither judged nor learnt from. A window is anomalous
     when its robust z (distance from the median in floored MAD units) passes ``threshold`` in
     ``direction`` and it moved at least ``min_delta``. For shares (``proportion=True``: error
-    rate, escalation rate) the spread is at least the binomial noise at the current volume.
+    rate, escalation rate) the spread is at least the binomial noise at the current volume,
+    and the count must also be as improbable under the exact binomial tail as ``threshold``
+    is under a normal one.
     """
     if current.volume < min_volume:
         return Decision(False, "low_volume", current.value, current.volume)
@@ -161,10 +200,18 @@ def is_anomalous(
             history_windows=len(usable),
         )
     base = robust_baseline(usable, relative_floor=relative_floor)
-    scale = base.scale
-    if proportion:
-        scale = max(scale, binomial_spread(base.median, current.volume))
     change = current.value - base.median
+    scale = base.scale
+    p_value: float | None = None
+    if proportion:
+        # The noise a share has at this volume, whatever the windows did. The mean share sets
+        # it: with few events per window the median sits below the true rate.
+        share = max(base.median, statistics.fmean(usable))
+        scale = max(scale, binomial_spread(share, current.volume))
+        # A low rate has a long right tail (2% of 100 tasks is 2 errors; 7 happen), so the
+        # count must also be improbable under the exact binomial, not only under a normal.
+        events = round(current.value * current.volume)
+        p_value = binomial_tail(events, current.volume, share, upper=change >= 0)
     score = _score(change, scale)
     if direction == "up":
         moved = score > threshold and change >= min_delta
@@ -172,6 +219,8 @@ def is_anomalous(
         moved = -score > threshold and -change >= min_delta
     else:
         moved = abs(score) > threshold and abs(change) >= min_delta
+    if p_value is not None:
+        moved = moved and p_value < normal_tail(threshold)
     return Decision(
         anomalous=moved,
         status="anomalous" if moved else "normal",
@@ -181,6 +230,7 @@ def is_anomalous(
         scale=scale,
         score=score,
         history_windows=base.windows,
+        p_value=p_value,
     )
 
 

@@ -10,6 +10,7 @@ from agentwatch.collector._detect import (
     MAD_TO_SIGMA,
     Window,
     binomial_spread,
+    binomial_tail,
     budget_finding,
     health_finding,
     is_anomalous,
@@ -61,7 +62,7 @@ def test_a_five_fold_jump_is_anomalous_with_the_numbers_behind_it() -> None:
 def test_the_summary_says_what_moved_by_how_much_against_what_baseline() -> None:
     decision = is_anomalous(Window(50.0, 100), STEADY)
     assert decision.summary("cost") == (
-        "cost rose to 50 from a baseline of 10 (x5.0, robust z 40.0 over 8 windows, 100 tasks now)"
+        "cost rose to 50 from a baseline of 10 (x5.0, robust z 26.7 over 8 windows, 100 tasks now)"
     )
 
 
@@ -114,6 +115,30 @@ def test_a_share_is_judged_against_its_binomial_noise() -> None:
 def test_without_the_binomial_floor_the_same_share_would_alarm() -> None:
     no_errors = [Window(0.0, 100)] * 12
     assert is_anomalous(Window(0.02, 100), no_errors, proportion=False).anomalous
+
+
+def test_the_binomial_tail_is_exact() -> None:
+    """P(X >= 7) for X ~ Binomial(100, 0.02), as scipy.stats.binom.sf(6, 100, 0.02) gives."""
+    assert binomial_tail(7, 100, 0.02) == pytest.approx(0.00406205408010084, rel=1e-9)
+
+
+def test_the_lower_binomial_tail_is_exact() -> None:
+    """P(X <= 3) for X ~ Binomial(1000, 0.01), as scipy.stats.binom.cdf(3, 1000, 0.01) gives."""
+    assert binomial_tail(3, 1000, 0.01, upper=False) == pytest.approx(0.0100726547720143)
+
+
+def test_a_count_in_the_long_tail_of_a_low_rate_is_not_a_spike() -> None:
+    """8 errors in 100 tasks at a 2% baseline: 4.3 binomial deviations, yet 1 window in 1000
+    at that rate has as many; a normal approximation would call it a spike."""
+    history = [Window(0.02, 100)] * 24
+    decision = is_anomalous(Window(0.08, 100), history, proportion=True, min_delta=0.05)
+    assert (decision.score is not None and decision.score > 4, decision.anomalous) == (True, False)
+
+
+def test_a_share_decision_carries_the_binomial_p_value() -> None:
+    history = [Window(0.02, 100)] * 24
+    decision = is_anomalous(Window(0.07, 100), history, proportion=True)
+    assert decision.p_value == pytest.approx(binomial_tail(7, 100, 0.02))
 
 
 def test_an_error_rate_jump_from_2_to_30_percent_is_anomalous() -> None:

@@ -75,7 +75,7 @@ def test_unset_fields_take_their_documented_defaults() -> None:
     assert (rule.group_by, rule.window_s, rule.baseline_windows, rule.threshold) == (
         "task_type",
         300,
-        12,
+        24,
         4.0,
     )
 
