@@ -7,21 +7,18 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from agentwatch.collector._decode import InvalidRequest
+from agentwatch.collector._decode import InvalidRequest, parse_protobuf
 from agentwatch.collector._ingest import Ingestor, StoreTimeout, token_ok
 from agentwatch.collector._writer import Overloaded, WriterStopped
 from agentwatch.storage._store import StorageError
 
 logger = logging.getLogger("agentwatch.collector")
+_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 
 
-class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
+class _TraceService:
     def __init__(self, ingestor: Ingestor) -> None:
         self.ingestor = ingestor
 
@@ -29,8 +26,8 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
         self.ingestor.stats.reject(reason)
         context.abort(code, message)
 
-    def Export(  # noqa: N802 - the generated service's method name
-        self, request: ExportTraceServiceRequest, context: Any
+    def Export(  # noqa: N802 - the service's method name
+        self, body: bytes, context: Any
     ) -> ExportTraceServiceResponse:
         metadata = dict(context.invocation_metadata() or ())
         if not token_ok(self.ingestor.settings, metadata.get("authorization")):
@@ -41,7 +38,7 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
                 "missing or wrong ingest token (send authorization: Bearer <token>)",
             )
         try:
-            self.ingestor.ingest(request)
+            self.ingestor.ingest(parse_protobuf(body))
         except InvalidRequest as exc:
             self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, exc.reason, str(exc))
         except (Overloaded, WriterStopped) as exc:
@@ -71,8 +68,15 @@ class GrpcReceiver:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            _TraceService(ingestor), self._server
+        export = grpc.unary_unary_rpc_method_handler(
+            _TraceService(ingestor).Export,
+            # Parsed in Export: a malformed message is then INVALID_ARGUMENT and counted, where
+            # gRPC's own deserializer would answer INTERNAL ("Exception deserializing request!").
+            request_deserializer=bytes,
+            response_serializer=ExportTraceServiceResponse.SerializeToString,
+        )
+        self._server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(_SERVICE, {"Export": export}),)
         )
         bound = self._server.add_insecure_port(f"{host}:{port}")
         if bound == 0:
