@@ -119,7 +119,7 @@ WRITE_STATEMENTS: Final = frozenset(
 )
 # Table (and scalar) functions that read or write outside the store, or run code.
 _OUTSIDE_FUNCTIONS: Final = re.compile(
-    r"(file|url|s3|gcs|oss|cos|cosn|hdfs|azureblobstorage|remote|remotesecure|cluster"
+    r"(file|url|s3|gcs|oss|cosn|hdfs|azureblobstorage|remote|remotesecure|cluster"
     r"|clusterallreplicas|mysql|postgresql|mongodb|redis|sqlite|odbc|jdbc|executable|python"
     r"|input|arrowflight|ytsaurus|s3queue|azurequeue|kafka|nats|rabbitmq"
     r"|deltalake\w*|hudi\w*|iceberg\w*|paimon\w*)(cluster)?",

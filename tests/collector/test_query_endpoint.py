@@ -328,6 +328,29 @@ class TestReadOnlyEndpoint:
         assert refused.value.code == 164  # READONLY
         assert stored_rows(client) == len(ROWS)
 
+    @pytest.mark.parametrize(
+        "sql",
+        [
+            "SELECT 'DROP TABLE x; SELECT file(1)' AS s",
+            "SELECT `DROP`.1 FROM (SELECT tuple(1) AS `DROP`)",
+            "SELECT cos(0)",
+            "SELECT $$a; DROP TABLE x$$",
+            "SELECT 1 -- ; DROP TABLE x",
+            "SELECT 1 /* nested /* ; */ DROP TABLE x */",
+            "WITH 2 AS x SELECT x",
+            "(SELECT 1)",
+            f"SHOW TABLES FROM {DB}",
+            f"DESCRIBE TABLE {TABLE}",
+            f"EXISTS TABLE {TABLE}",
+            "EXPLAIN SELECT 1",
+            "SELECT 1;",
+        ],
+    )
+    def test_reads_that_merely_look_dangerous_run(self, client: Client, sql: str) -> None:
+        """Keywords inside strings, quoted names, heredocs and comments, math functions and
+        every read statement kind are not refused."""
+        client.raw_query(sql)
+
     def test_refusal_is_http_403_with_the_clickhouse_exception_code(
         self, endpoint: QueryEndpoint
     ) -> None:
