@@ -285,6 +285,9 @@ def health_check(
         probe = Probe(func, name=probe_name, expect=expect, every_s=float(every_s))
         with _REGISTRY_LOCK:
             _REGISTRY[probe_name] = probe
+        scheduler = _SCHEDULER
+        if scheduler is not None:
+            scheduler.wake.set()  # a running scheduler picks the new probe up now
         return probe
 
     return decorate(fn) if fn is not None else decorate
@@ -309,6 +312,7 @@ class _Scheduler:
         self.probes = probes
         self.on_result = on_result
         self.stop = threading.Event()
+        self.wake = threading.Event()  # set by stop and by new registrations
         self.thread = threading.Thread(
             target=self._loop, name="agentwatch-health-checks", daemon=True
         )
@@ -333,8 +337,9 @@ class _Scheduler:
                 due[id(probe)] = max(next_at + probe.every_s, time.monotonic())
             live = {id(p) for p in probes}
             pending = [at for key, at in due.items() if key in live]
-            wait = min(pending) - time.monotonic() if pending else 1.0
-            self.stop.wait(max(wait, 0.0))
+            wait = max(min(pending) - time.monotonic(), 0.0) if pending else None
+            self.wake.wait(wait)
+            self.wake.clear()
 
     def _run_one(self, probe: Probe[Any, Any]) -> None:
         try:
@@ -378,6 +383,7 @@ def _stop_locked(timeout_s: float) -> bool:
     if scheduler is None:
         return True
     scheduler.stop.set()
+    scheduler.wake.set()
     if scheduler.thread is threading.current_thread():
         return False
     scheduler.thread.join(timeout_s)
@@ -409,8 +415,10 @@ def load_probes(target: str) -> list[Probe[Any, Any]]:
         sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(f"{target!r}: cannot import {module_name!r}: {exc}") from exc
+    except Exception as exc:  # any import failure (SyntaxError, a raising module) is a bad target
+        raise ConfigurationError(
+            f"{target!r}: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from exc
     if not attr:
         found = [p for p in registered_health_checks() if p.fn.__module__ == module.__name__]
         if not found:
@@ -453,7 +461,11 @@ def run_from_command_line(
     from agentwatch._config import configure, force_flush, shutdown
 
     if endpoint is not None:
-        configure(service_name=service_name, endpoint=endpoint)
+        try:
+            configure(service_name=service_name, endpoint=endpoint)
+        except ConfigurationError as exc:
+            print(f"agentwatch health run: error: {exc}", file=err)
+            return 2
     try:
         results = run_health_checks(probes)
     finally:

@@ -79,6 +79,21 @@ def test_a_module_that_cannot_be_imported_exits_two() -> None:
     assert "cannot import 'no_such_module_here'" in done.stderr
 
 
+def test_a_module_that_raises_on_import_exits_two(tmp_path: Path) -> None:
+    (tmp_path / "broken_probes.py").write_text("raise RuntimeError('no config')\n")
+    done = health_run("broken_probes:probe", cwd=tmp_path)
+    assert (done.returncode, done.stderr.strip()) == (
+        2,
+        "agentwatch health run: error: 'broken_probes:probe': cannot import 'broken_probes': "
+        "RuntimeError: no config",
+    )
+
+
+def test_an_endpoint_that_is_not_a_url_exits_two() -> None:
+    done = health_run(f"{FIXTURE}:passing", "--endpoint", "localhost:4318")
+    assert (done.returncode, "endpoint must be an http(s) URL" in done.stderr) == (2, True)
+
+
 def test_the_console_script_imports_probes_from_the_current_directory(tmp_path: Path) -> None:
     """The installed script, unlike ``python -m``, does not put the cwd on sys.path itself."""
     script = shutil.which("agentwatch", path=str(Path(sys.executable).parent))

@@ -333,6 +333,27 @@ def test_stop_wakes_the_scheduler_without_waiting_for_the_next_run() -> None:
     assert time.monotonic() - started < 1.0
 
 
+def test_a_probe_registered_after_start_runs_without_waiting_for_a_poll() -> None:
+    collect = _Collect(wanted=1)
+    aw.start_health_checks(on_result=collect)  # nothing registered: the scheduler sleeps
+    _probe(every_s=3600)
+    assert collect.done.wait(0.5)
+
+
+def test_an_explicit_probe_list_ignores_later_registrations() -> None:
+    first = _probe(every_s=3600)
+    collect = _Collect(wanted=1)
+    aw.start_health_checks([first], on_result=collect)
+    assert collect.done.wait(5.0)
+
+    @aw.health_check(name="later", every_s=3600)
+    def later() -> str:
+        return ""
+
+    assert aw.stop_health_checks()
+    assert [r.check for r in collect.results] == ["refund-policy"]
+
+
 def test_the_scheduler_runs_in_a_daemon_thread() -> None:
     _probe(every_s=3600)
     aw.start_health_checks()
