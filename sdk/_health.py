@@ -16,7 +16,6 @@ scheduler. ``agentwatch health run module:probe`` runs probes once from the comm
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import importlib
 import inspect
@@ -85,6 +84,8 @@ def _error_type(exc: BaseException) -> str:
 
 
 def _await_in_fresh_loop(awaitable: Awaitable[R]) -> R:
+    import asyncio  # only async probes need it: keeps the SDK's import light
+
     async def wait() -> R:
         return await awaitable
 

@@ -159,8 +159,10 @@ def test_max_latency_rejects_a_zero_limit() -> None:
         expect.max_latency(0)
 
 
-def test_importing_agentwatch_does_not_import_pydantic() -> None:
-    code = "import sys, agentwatch; print('pydantic' in sys.modules)"
+@pytest.mark.parametrize("heavy", ["pydantic", "asyncio"])
+def test_importing_agentwatch_does_not_import(heavy: str) -> None:
+    """valid_json(model) and async probes import these only when used."""
+    code = f"import sys, agentwatch; print({heavy!r} in sys.modules)"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
