@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Final
 
 from google.protobuf import json_format
@@ -72,24 +74,64 @@ class SpanColumns:
         return len(self.span_id)
 
 
-def _any_to_json(value: AnyValue) -> Any:
+_GO_JSON_ESCAPES: Final = {
+    ord("<"): "\\u003c",
+    ord(">"): "\\u003e",
+    ord("&"): "\\u0026",
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
+_GO_JSON_SPECIAL: Final = re.compile("[<>&\u2028\u2029]")
+
+
+def _go_float(number: float) -> str:
+    """A double as Go's encoding/json writes it (ES6 number-to-string), as the exporter does:
+    shortest round-trip digits, fixed notation for 1e-6 <= |x| < 1e21, else ``1e-7``/``1e+21``."""
+    if not math.isfinite(number):
+        return repr(number)
+    text = repr(number)
+    magnitude = abs(number)
+    if magnitude != 0 and (magnitude < 1e-6 or magnitude >= 1e21):
+        return re.sub(r"e-0(\d)$", r"e-\1", text)
+    text = format(Decimal(text), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _go_json_string(text: str) -> str:
+    """A JSON string as Go's encoding/json writes it (HTML characters escaped)."""
+    quoted = json.dumps(text, ensure_ascii=False)
+    return quoted.translate(_GO_JSON_ESCAPES) if _GO_JSON_SPECIAL.search(quoted) else quoted
+
+
+def _go_json(value: AnyValue) -> str:
+    """A nested value as json.Marshal(value.AsRaw()) writes it: map keys sorted."""
     kind = value.WhichOneof("value")
     if kind is None:
-        return None
-    if kind == "array_value":
-        return [_any_to_json(v) for v in value.array_value.values]
-    if kind == "kvlist_value":
-        return {kv.key: _any_to_json(kv.value) for kv in value.kvlist_value.values}
-    if kind == "bytes_value":
-        return base64.b64encode(value.bytes_value).decode()
+        return "null"
+    if kind == "string_value":
+        return _go_json_string(value.string_value)
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
+    if kind == "int_value":
+        return str(value.int_value)
     if kind == "double_value":
         number = value.double_value
-        return number if math.isfinite(number) else str(number)
-    return getattr(value, kind)
+        return _go_float(number) if math.isfinite(number) else json.dumps(str(number))
+    if kind == "bytes_value":
+        return '"' + base64.b64encode(value.bytes_value).decode() + '"'
+    if kind == "array_value":
+        return "[" + ",".join(_go_json(v) for v in value.array_value.values) + "]"
+    entries = {kv.key: kv.value for kv in value.kvlist_value.values}
+    return (
+        "{"
+        + ",".join(f"{_go_json_string(k)}:{_go_json(entries[k])}" for k in sorted(entries))
+        + "}"
+    )
 
 
 def value_to_string(value: AnyValue) -> str:
-    """An attribute value as the ClickHouse exporter stores it in a Map(String, String)."""
+    """An attribute value as the ClickHouse exporter stores it in a Map(String, String):
+    pcommon.Value.AsString() (bytes as base64, arrays and maps as Go's JSON)."""
     kind = value.WhichOneof("value")
     if kind == "string_value":
         return value.string_value
@@ -98,10 +140,12 @@ def value_to_string(value: AnyValue) -> str:
     if kind == "int_value":
         return str(value.int_value)
     if kind == "double_value":
-        return repr(value.double_value)
+        return _go_float(value.double_value)
     if kind is None:
         return ""
-    return json.dumps(_any_to_json(value), separators=(",", ":"), ensure_ascii=False)
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    return _go_json(value)
 
 
 def _attributes(kvs: Any, limits: DecodeLimits, where: str) -> dict[str, str]:
@@ -115,10 +159,12 @@ def _attributes(kvs: Any, limits: DecodeLimits, where: str) -> dict[str, str]:
     kv: KeyValue
     for kv in kvs:
         text = value_to_string(kv.value)
-        if len(text) > limits.max_attribute_value_bytes:
+        limit = limits.max_attribute_value_bytes
+        # A character is at most 4 UTF-8 bytes: only long values need counting.
+        if len(text) * 4 > limit and (size := len(text.encode())) > limit:
             raise InvalidRequest(
-                f"{where}: attribute {kv.key[:100]!r} is {len(text)} characters, more than the "
-                f"limit of {limits.max_attribute_value_bytes}",
+                f"{where}: attribute {kv.key[:100]!r} is {size} bytes, more than the "
+                f"limit of {limit}",
                 "attribute_too_large",
             )
         out[kv.key] = text
