@@ -1,0 +1,183 @@
+"""One real collector, fed by the demo fleet through the real SDK, for every dashboard test.
+
+The ``fleet`` fixture starts ``agentwatch.collector._app.Collector`` in-process (OTLP/HTTP and
+the read-only ClickHouse HTTP endpoint on free loopback ports, chDB under a temporary
+directory), runs the demo fleet and a few hand-made edge cases at it over OTLP, and waits
+(polling, never sleeping a fixed time) until every span the SDK exported is stored.
+
+chDB opens one data directory per process, so the fixture is package-scoped: it is closed
+before tests of other packages open their own stores.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import agentwatch as aw
+from agentwatch._demo import DemoFleet, FakeModelClient
+from agentwatch.collector._app import Collector, CollectorConfig
+from agentwatch.collector._writer import WriterSettings
+from agentwatch.storage._store import EmbeddedStore
+
+from .reference import Span, load_spans
+
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 30.0, what: str = "") -> T:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what or predicate}")
+        time.sleep(0.01)  # poll interval, not a wait for something to happen
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The seeded collector and what the tests know about the data independently of it."""
+
+    collector: Collector
+    store: EmbeddedStore
+    query_url: str  # the collector's ClickHouse HTTP endpoint, with the database
+    spans: list[Span]  # every stored row, read back with a plain SELECT
+    exported: int  # spans the SDK exported (counted in memory on the SDK side)
+    outcomes: Counter[str]  # what the demo fleet itself counted: handled / failed / limit_...
+    started: datetime  # before the first span
+    middle: datetime  # between batch A (before) and batches B, C (after)
+    finished: datetime  # after the last span
+
+
+def _configure(endpoint: str, memories: list[InMemorySpanExporter], service: str, env: str) -> None:
+    """Export over OTLP to the collector, and count in memory what was exported (a new memory
+    exporter each time: shutting a provider down stops its exporters)."""
+    memory = InMemorySpanExporter()
+    memories.append(memory)
+    aw.configure(
+        service_name=service,
+        environment=env,
+        exporter=OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces"),
+        span_processors=[SimpleSpanProcessor(memory)],
+    )
+
+
+def _edge_cases() -> None:
+    """Traces the demo never makes: nested agents, a foreign parent span, a model that fails,
+    an agent that fails on its own, an unpriced model, and a model call outside any agent."""
+    client = FakeModelClient(random.Random(3))
+
+    @aw.llm(provider="openai")
+    def ask(model: str, prompt: str) -> dict[str, Any]:
+        return client.complete("openai", model, len(prompt))
+
+    @aw.llm(provider="openai")
+    def broken(model: str, prompt: str) -> dict[str, Any]:
+        raise ConnectionError("model endpoint unreachable")
+
+    @aw.agent(name="worker", task_type="refund")
+    def worker() -> str:
+        ask("gpt-4o", "refund this order " * 40)
+        return "ok"
+
+    @aw.agent(name="router", task_type="triage")
+    def router() -> str:
+        ask("gpt-4o-mini", "route this ticket " * 20)
+        return worker()
+
+    @aw.agent(name="edge", task_type="model_error")
+    def model_error() -> None:
+        broken("gpt-4o", "hello")
+
+    @aw.agent(name="edge", task_type="validation")
+    def validation() -> None:
+        raise ValueError("the answer did not validate")
+
+    @aw.agent(name="edge", task_type="custom_model")
+    def custom_model() -> str:
+        ask("my-finetune-x", "use the fine-tune " * 30)
+        return "ok"
+
+    router()  # nested: one task, the router's
+    # An agent under a web framework's span that is exported elsewhere (not to us).
+    foreign = TracerProvider().get_tracer("web-framework")
+    with foreign.start_as_current_span("GET /tickets"):
+        worker()
+    for fn in (model_error, validation):
+        with pytest.raises((ConnectionError, ValueError)):
+            fn()
+    custom_model()
+    ask("gpt-4o-mini", "no agent around this call")
+
+
+@pytest.fixture(scope="package")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    data_dir: Path = tmp_path_factory.mktemp("dashboards")
+    collector = Collector(
+        CollectorConfig(
+            data_dir=data_dir,
+            http_port=0,
+            grpc_port=None,
+            query_port=0,
+            writer=WriterSettings(max_delay_s=0.005),
+        )
+    )
+    collector.start()
+    try:
+        urls = collector.urls()
+        memories: list[InMemorySpanExporter] = []
+        demo = DemoFleet(seed=11)
+        started = datetime.now(UTC)
+        # Batch A: the earlier period.
+        _configure(urls["otlp_http"], memories, "support-fleet", "prod")
+        demo.run(100)
+        middle = datetime.now(UTC)
+        # Batch B: later, refunds cost five times as much and fail ten times as often.
+        demo.cost_boost["refund"] = 5.0
+        demo.error_boost["refund"] = 10.0
+        demo.run(100)
+        # Batch C: another service in another environment, plus the edge cases.
+        demo.cost_boost.clear()
+        demo.error_boost.clear()
+        _configure(urls["otlp_http"], memories, "billing-fleet", "staging")
+        demo.run(40)
+        _configure(urls["otlp_http"], memories, "edge-cases", "staging")
+        _edge_cases()
+        aw.shutdown()  # flushes: the collector acks a batch only once it is committed
+        finished = datetime.now(UTC) + timedelta(milliseconds=1)
+        exported = sum(len(m.get_finished_spans()) for m in memories)
+        store = collector.store
+        assert isinstance(store, EmbeddedStore)
+        wait_until(
+            lambda: store.query("SELECT count() FROM agentwatch.otel_traces").scalar() == exported,
+            what=f"{exported} spans to be stored",
+        )
+        yield Fleet(
+            collector=collector,
+            store=store,
+            query_url=f"{urls['clickhouse_http']}/agentwatch",
+            spans=load_spans(store),
+            exported=exported,
+            outcomes=Counter(demo.outcomes),
+            started=started,
+            middle=middle,
+            finished=finished,
+        )
+    finally:
+        aw.shutdown()
+        collector.stop()
