@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -455,3 +456,45 @@ def test_stop_releases_the_store(tmp_path: Path) -> None:
         assert again.query(f"SELECT count() FROM {TABLE}").scalar() == 0
     finally:
         again.close()
+
+
+def test_concurrent_clients_read_while_the_store_is_written(tmp_path: Path) -> None:
+    """Four clients query at once while the collector's store takes inserts: every query
+    succeeds and each client sees the row count only grow, to the final total."""
+    store = EmbeddedStore(tmp_path / "data")
+    apply_migrations(store)
+    batches = 10
+    seen: dict[int, list[int]] = {}
+    failures: list[BaseException] = []
+
+    def read(worker: int, port: int) -> None:
+        counts = seen.setdefault(worker, [])
+        try:
+            reader = clickhouse_connect.get_client(host="127.0.0.1", port=port)
+            try:
+                for _ in range(25):
+                    counts.append(stored_rows(reader))
+            finally:
+                reader.close()
+        except BaseException as exc:
+            failures.append(exc)
+
+    try:
+        with QueryEndpoint(store, port=0) as endpoint:
+            workers = [threading.Thread(target=read, args=(i, endpoint.port)) for i in range(4)]
+            for worker in workers:
+                worker.start()
+            for _ in range(batches):
+                store.insert_arrow(SPANS_TABLE, spans(ROWS))
+            for worker in workers:
+                worker.join(timeout=120)
+            assert not any(worker.is_alive() for worker in workers)
+            assert failures == []
+            for counts in seen.values():
+                assert counts == sorted(counts)
+                assert all(n % len(ROWS) == 0 for n in counts)  # whole batches only
+            assert call(endpoint, "GET", {"query": f"SELECT count() FROM {TABLE}"}).body == (
+                f"{batches * len(ROWS)}\n".encode()
+            )
+    finally:
+        store.close()
