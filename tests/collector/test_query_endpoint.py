@@ -23,7 +23,7 @@ import clickhouse_connect
 import pyarrow as pa
 import pytest
 from clickhouse_connect.driver.client import Client
-from clickhouse_connect.driver.exceptions import DatabaseError
+from clickhouse_connect.driver.exceptions import DatabaseError, ProgrammingError
 
 from agentwatch.collector._query_endpoint import READ_ONLY, QueryEndpoint
 from agentwatch.storage._schema import SPANS_TABLE
@@ -387,6 +387,12 @@ class TestReadOnlyEndpoint:
         assert reply.status == 403
         assert reply.headers["x-clickhouse-exception-code"] == "164"
         assert b"max_threads" in reply.body
+
+    def test_client_refuses_settings_the_endpoint_reports_readonly(self, client: Client) -> None:
+        """clickhouse-connect reads the read-only settings and refuses settings= itself, as it
+        does for a readonly=1 user on a ClickHouse server."""
+        with pytest.raises(ProgrammingError, match="readonly"):
+            client.query("SELECT 1", settings={"max_threads": 2})
 
     def test_malformed_sql_is_a_clean_database_error(self, client: Client) -> None:
         """A syntax error is DatabaseError code 62 with ClickHouse's message; serving goes on."""
