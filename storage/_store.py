@@ -59,6 +59,19 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+def escape_param(value: Any) -> Any:
+    """chDB reads bound string values in ClickHouse's escaped text form (as the HTTP interface
+    does), so a raw newline, tab or backslash would be misread: escape them."""
+    if isinstance(value, str):
+        return (
+            value.replace("\\", "\\\\")
+            .replace("\n", "\\n")
+            .replace("\t", "\\t")
+            .replace("\r", "\\r")
+        )
+    return value
+
+
 def _rows_from_arrow(table: pa.Table) -> Rows:
     columns = table.column_names
     data = [col.to_pylist() for col in table.columns]
@@ -110,10 +123,11 @@ class EmbeddedStore:
             ) from exc
 
     def _run(self, sql: str, fmt: str, params: Params | None) -> Any:
+        bound = {k: escape_param(v) for k, v in params.items()} if params else None
         with self._lock:
             try:
                 return self._session.query(  # type: ignore[no-untyped-call]
-                    sql, fmt, params=dict(params) if params else None
+                    sql, fmt, params=bound
                 )
             except Exception as exc:
                 raise StorageError(str(exc)) from exc
