@@ -171,6 +171,38 @@ def _attributes(kvs: Any, limits: DecodeLimits, where: str) -> dict[str, str]:
     return out
 
 
+def _convert(value: AnyValue) -> str:
+    """``value_to_string`` for a value whose ``string_value`` is empty (the hot path's tail)."""
+    kind = value.WhichOneof("value")
+    if kind == "int_value":
+        return str(value.int_value)
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
+    if kind == "double_value":
+        return _go_float(value.double_value)
+    if kind is None or kind == "string_value":
+        return ""
+    return value_to_string(value)
+
+
+def _attributes_or_none(kvs: Any, max_count: int, limit: int) -> dict[str, str] | None:
+    """``_attributes`` for the hot path: None instead of the error when a limit is exceeded.
+
+    Every upb field access builds a Python object, so this reads as few as it can: a non-empty
+    ``string_value`` (most attributes) settles the kind without ``WhichOneof``.
+    """
+    if len(kvs) > max_count:
+        return None
+    out: dict[str, str] = {}
+    for kv in kvs:
+        value = kv.value
+        text = value.string_value or _convert(value)
+        if len(text) * 4 > limit and len(text.encode()) > limit:
+            return None
+        out[kv.key] = text
+    return out
+
+
 def _hex_id(raw: bytes, size: int, what: str, where: str, *, required: bool) -> str:
     if not raw:
         if required:
@@ -183,12 +215,72 @@ def _hex_id(raw: bytes, size: int, what: str, where: str, *, required: bool) -> 
     return raw.hex()
 
 
+def _span_error(span: Any, limits: DecodeLimits, where: str) -> InvalidRequest:
+    """What is wrong with a span the hot path flagged, checked in the documented order (ids,
+    start time, attributes, events, links); the id and attribute checks raise themselves."""
+    _hex_id(span.trace_id, 16, "trace_id", where, required=True)
+    _hex_id(span.span_id, 8, "span_id", where, required=True)
+    _hex_id(span.parent_span_id, 8, "parent_span_id", where, required=False)
+    if span.start_time_unix_nano == 0:
+        return InvalidRequest(f"{where}: start_time_unix_nano is missing", "missing_time")
+    _attributes(span.attributes, limits, where)
+    if len(span.events) > limits.max_events_per_span:
+        return InvalidRequest(
+            f"{where}: {len(span.events)} events, more than the limit of "
+            f"{limits.max_events_per_span}",
+            "too_many_events",
+        )
+    if len(span.links) > limits.max_links_per_span:
+        return InvalidRequest(
+            f"{where}: {len(span.links)} links, more than the limit of {limits.max_links_per_span}",
+            "too_many_links",
+        )
+    return InvalidRequest(f"{where}: span cannot be stored", "invalid")  # pragma: no cover
+
+
+_ZERO_TRACE_ID: Final = bytes(16)
+_ZERO_SPAN_ID: Final = bytes(8)
+_N_KINDS: Final = len(SPAN_KINDS)
+
+
 def request_to_columns(
     request: ExportTraceServiceRequest, limits: DecodeLimits | None = None
 ) -> SpanColumns:
-    """Flatten a decoded request into columns, rejecting what cannot be stored."""
+    """Flatten a decoded request into columns, rejecting what cannot be stored.
+
+    The collector's hottest loop (benchmarks/bench_collector.py), so written for speed: column
+    appends bound once, a valid span recognised by a few comparisons, no per-span location
+    string; a span that fails them goes to ``_span_error`` for the precise error.
+    """
     limits = limits or DecodeLimits()
     cols = SpanColumns()
+    max_spans = limits.max_spans_per_request
+    max_attributes = limits.max_attributes_per_span
+    max_bytes = limits.max_attribute_value_bytes
+    max_events = limits.max_events_per_span
+    max_links = limits.max_links_per_span
+    timestamps = cols.timestamp.append
+    trace_ids = cols.trace_id.append
+    span_ids = cols.span_id.append
+    parent_ids = cols.parent_span_id.append
+    trace_states = cols.trace_state.append
+    names = cols.span_name.append
+    kinds = cols.span_kind.append
+    services = cols.service_name.append
+    resources = cols.resource_attributes.append
+    scope_names = cols.scope_name.append
+    scope_versions = cols.scope_version.append
+    span_attributes = cols.span_attributes.append
+    durations = cols.duration.append
+    status_codes = cols.status_code.append
+    status_messages = cols.status_message.append
+    events_timestamp = cols.events_timestamp.append
+    events_name = cols.events_name.append
+    events_attributes = cols.events_attributes.append
+    links_trace_id = cols.links_trace_id.append
+    links_span_id = cols.links_span_id.append
+    links_trace_state = cols.links_trace_state.append
+    links_attributes = cols.links_attributes.append
     total = 0
     for r_index, resource_spans in enumerate(request.resource_spans):
         resource = _attributes(
@@ -196,66 +288,78 @@ def request_to_columns(
         )
         service = resource.get("service.name", "unknown_service")
         for s_index, scope_spans in enumerate(resource_spans.scope_spans):
-            scope_name = scope_spans.scope.name
-            scope_version = scope_spans.scope.version
+            scope = scope_spans.scope
+            scope_name = scope.name
+            scope_version = scope.version
             for index, span in enumerate(scope_spans.spans):
                 total += 1
-                if total > limits.max_spans_per_request:
+                if total > max_spans:
                     raise InvalidRequest(
-                        f"more than {limits.max_spans_per_request} spans in one request",
-                        "too_many_spans",
+                        f"more than {max_spans} spans in one request", "too_many_spans"
                     )
-                where = f"resource_spans[{r_index}].scope_spans[{s_index}].spans[{index}]"
-                cols.trace_id.append(_hex_id(span.trace_id, 16, "trace_id", where, required=True))
-                cols.span_id.append(_hex_id(span.span_id, 8, "span_id", where, required=True))
-                cols.parent_span_id.append(
-                    _hex_id(span.parent_span_id, 8, "parent_span_id", where, required=False)
-                )
+                trace_id = span.trace_id
+                span_id = span.span_id
+                parent_id = span.parent_span_id
                 start = span.start_time_unix_nano
+                attributes = _attributes_or_none(span.attributes, max_attributes, max_bytes)
+                events = span.events
+                links = span.links
+                if (
+                    len(trace_id) != 16
+                    or trace_id == _ZERO_TRACE_ID
+                    or len(span_id) != 8
+                    or span_id == _ZERO_SPAN_ID
+                    or (parent_id and (len(parent_id) != 8 or parent_id == _ZERO_SPAN_ID))
+                    or start == 0
+                    or attributes is None
+                    or len(events) > max_events
+                    or len(links) > max_links
+                ):
+                    where = f"resource_spans[{r_index}].scope_spans[{s_index}].spans[{index}]"
+                    raise _span_error(span, limits, where)
+                trace_ids(trace_id.hex())
+                span_ids(span_id.hex())
+                parent_ids(parent_id.hex())
                 end = span.end_time_unix_nano
-                if start == 0:
-                    raise InvalidRequest(
-                        f"{where}: start_time_unix_nano is missing", "missing_time"
-                    )
-                cols.timestamp.append(start)
-                cols.duration.append(end - start if end >= start else 0)
-                cols.trace_state.append(span.trace_state)
-                cols.span_name.append(span.name)
+                timestamps(start)
+                durations(end - start if end >= start else 0)
+                trace_states(span.trace_state)
+                names(span.name)
                 kind = span.kind
-                cols.span_kind.append(
-                    SPAN_KINDS[kind] if 0 <= kind < len(SPAN_KINDS) else "Unspecified"
-                )
-                cols.service_name.append(service)
-                cols.resource_attributes.append(resource)
-                cols.scope_name.append(scope_name)
-                cols.scope_version.append(scope_version)
-                cols.span_attributes.append(_attributes(span.attributes, limits, where))
-                code = span.status.code
-                cols.status_code.append(STATUS_CODES[code] if 0 <= code < 3 else "Unset")
-                cols.status_message.append(span.status.message)
-                if len(span.events) > limits.max_events_per_span:
-                    raise InvalidRequest(
-                        f"{where}: {len(span.events)} events, more than the limit of "
-                        f"{limits.max_events_per_span}",
-                        "too_many_events",
+                kinds(SPAN_KINDS[kind] if 0 <= kind < _N_KINDS else "Unspecified")
+                services(service)
+                resources(resource)
+                scope_names(scope_name)
+                scope_versions(scope_version)
+                span_attributes(attributes)
+                status = span.status
+                code = status.code
+                status_codes(STATUS_CODES[code] if 0 <= code < 3 else "Unset")
+                status_messages(status.message)
+                if events:
+                    where = f"resource_spans[{r_index}].scope_spans[{s_index}].spans[{index}]"
+                    events_timestamp([e.time_unix_nano for e in events])
+                    events_name([e.name for e in events])
+                    events_attributes(
+                        [_attributes(e.attributes, limits, f"{where}.events") for e in events]
                     )
-                if len(span.links) > limits.max_links_per_span:
-                    raise InvalidRequest(
-                        f"{where}: {len(span.links)} links, more than the limit of "
-                        f"{limits.max_links_per_span}",
-                        "too_many_links",
+                else:
+                    events_timestamp([])
+                    events_name([])
+                    events_attributes([])
+                if links:
+                    where = f"resource_spans[{r_index}].scope_spans[{s_index}].spans[{index}]"
+                    links_trace_id([link.trace_id.hex() for link in links])
+                    links_span_id([link.span_id.hex() for link in links])
+                    links_trace_state([link.trace_state for link in links])
+                    links_attributes(
+                        [_attributes(link.attributes, limits, f"{where}.links") for link in links]
                     )
-                cols.events_timestamp.append([e.time_unix_nano for e in span.events])
-                cols.events_name.append([e.name for e in span.events])
-                cols.events_attributes.append(
-                    [_attributes(e.attributes, limits, f"{where}.events") for e in span.events]
-                )
-                cols.links_trace_id.append([link.trace_id.hex() for link in span.links])
-                cols.links_span_id.append([link.span_id.hex() for link in span.links])
-                cols.links_trace_state.append([link.trace_state for link in span.links])
-                cols.links_attributes.append(
-                    [_attributes(link.attributes, limits, f"{where}.links") for link in span.links]
-                )
+                else:
+                    links_trace_id([])
+                    links_span_id([])
+                    links_trace_state([])
+                    links_attributes([])
     return cols
 
 

@@ -6,7 +6,7 @@ columns are DEFAULT expressions in ClickHouse, computed from SpanAttributes on i
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import pyarrow as pa
 
@@ -20,36 +20,103 @@ _MODEL_KEYS: Final = COLUMN_BY_NAME["ResponseModel"].keys + COLUMN_BY_NAME["Requ
 _PROVIDER_KEYS: Final = COLUMN_BY_NAME["Provider"].keys
 
 
+_INPUT_KEYS: Final = COLUMN_BY_NAME["InputTokens"].keys
+_OUTPUT_KEYS: Final = COLUMN_BY_NAME["OutputTokens"].keys
+_CACHE_READ_KEYS: Final = COLUMN_BY_NAME["CacheReadTokens"].keys
+_CACHE_WRITE_KEYS: Final = COLUMN_BY_NAME["CacheWriteTokens"].keys
+
+
+def _tokens(attributes: dict[str, str], keys: tuple[str, ...], column: str) -> int:
+    """``token_count`` with its common case (a short run of ASCII digits) parsed directly."""
+    for key in keys:
+        raw = attributes.get(key)
+        if raw:
+            if len(raw) < 16 and raw.isascii() and raw.isdigit():
+                return int(raw)
+            return token_count(attributes, column)
+    return 0
+
+
 def price_spans(cols: SpanColumns, prices: PriceTable) -> tuple[list[float], list[int]]:
     """(CostUsd, Priced) per span; spans without tokens are neither priced nor unpriced."""
     costs: list[float] = []
     priced: list[int] = []
+    add_cost = costs.append
+    add_priced = priced.append
     for attributes in cols.span_attributes:
-        input_tokens = token_count(attributes, "InputTokens")
-        output_tokens = token_count(attributes, "OutputTokens")
+        input_tokens = _tokens(attributes, _INPUT_KEYS, "InputTokens")
+        output_tokens = _tokens(attributes, _OUTPUT_KEYS, "OutputTokens")
         if input_tokens == 0 and output_tokens == 0:
-            costs.append(0.0)
-            priced.append(0)
+            add_cost(0.0)
+            add_priced(0)
             continue
         cost = prices.cost(
             first_value(attributes, _MODEL_KEYS),
             first_value(attributes, _PROVIDER_KEYS),
             input_tokens,
             output_tokens,
-            token_count(attributes, "CacheReadTokens"),
-            token_count(attributes, "CacheWriteTokens"),
+            _tokens(attributes, _CACHE_READ_KEYS, "CacheReadTokens"),
+            _tokens(attributes, _CACHE_WRITE_KEYS, "CacheWriteTokens"),
         )
-        costs.append(cost or 0.0)
-        priced.append(0 if cost is None else 1)
+        add_cost(cost or 0.0)
+        add_priced(0 if cost is None else 1)
     return costs, priced
 
 
 def _maps(values: list[dict[str, str]]) -> pa.Array:
-    return pa.array([list(d.items()) for d in values], type=_MAP)
+    """A Map(String, String) array from flat key and value lists (no per-row tuples)."""
+    offsets = [0]
+    keys: list[str] = []
+    items: list[str] = []
+    end = 0
+    add_offset = offsets.append
+    add_keys = keys.extend
+    add_items = items.extend
+    for d in values:
+        add_keys(d)
+        add_items(d.values())
+        end += len(d)
+        add_offset(end)
+    return pa.MapArray.from_arrays(
+        pa.array(offsets, type=pa.int32()),
+        pa.array(keys, type=pa.string()),
+        pa.array(items, type=pa.string()),
+        type=_MAP,
+    )
+
+
+def _shared_maps(values: list[dict[str, str]]) -> pa.Array:
+    """``_maps`` for a column that repeats a few dict objects (each resource's attributes are
+    one dict shared by all its spans): each distinct dict is converted once."""
+    position: dict[int, int] = {}
+    distinct: list[dict[str, str]] = []
+    indices: list[int] = []
+    add_index = indices.append
+    for d in values:
+        index = position.get(id(d))  # every dict is alive in ``values``, so ids are unique
+        if index is None:
+            index = position[id(d)] = len(distinct)
+            distinct.append(d)
+        add_index(index)
+    if len(distinct) == len(values):
+        return _maps(values)
+    return _maps(distinct).take(pa.array(indices, type=pa.int32()))
+
+
+def _lists(values: list[list[Any]], item_type: pa.DataType) -> pa.Array:
+    """A list column; spans rarely have events or links, so all-empty columns are built
+    from offsets alone."""
+    if any(values):
+        return pa.array(values, type=pa.list_(item_type))
+    return pa.ListArray.from_arrays(
+        pa.array([0] * (len(values) + 1), type=pa.int32()), pa.array([], type=item_type)
+    )
 
 
 def _map_lists(values: list[list[dict[str, str]]]) -> pa.Array:
-    return pa.array([[list(d.items()) for d in row] for row in values], type=pa.list_(_MAP))
+    if any(values):
+        return pa.array([[list(d.items()) for d in row] for row in values], type=pa.list_(_MAP))
+    return _lists(values, _MAP)
 
 
 def spans_to_arrow(cols: SpanColumns, prices: PriceTable) -> pa.Table:
@@ -65,19 +132,19 @@ def spans_to_arrow(cols: SpanColumns, prices: PriceTable) -> pa.Table:
             "SpanName": pa.array(cols.span_name, type=string),
             "SpanKind": pa.array(cols.span_kind, type=string),
             "ServiceName": pa.array(cols.service_name, type=string),
-            "ResourceAttributes": _maps(cols.resource_attributes),
+            "ResourceAttributes": _shared_maps(cols.resource_attributes),
             "ScopeName": pa.array(cols.scope_name, type=string),
             "ScopeVersion": pa.array(cols.scope_version, type=string),
             "SpanAttributes": _maps(cols.span_attributes),
             "Duration": pa.array(cols.duration, type=pa.uint64()),
             "StatusCode": pa.array(cols.status_code, type=string),
             "StatusMessage": pa.array(cols.status_message, type=string),
-            "Events.Timestamp": pa.array(cols.events_timestamp, type=pa.list_(_TS)),
-            "Events.Name": pa.array(cols.events_name, type=pa.list_(string)),
+            "Events.Timestamp": _lists(cols.events_timestamp, _TS),
+            "Events.Name": _lists(cols.events_name, string),
             "Events.Attributes": _map_lists(cols.events_attributes),
-            "Links.TraceId": pa.array(cols.links_trace_id, type=pa.list_(string)),
-            "Links.SpanId": pa.array(cols.links_span_id, type=pa.list_(string)),
-            "Links.TraceState": pa.array(cols.links_trace_state, type=pa.list_(string)),
+            "Links.TraceId": _lists(cols.links_trace_id, string),
+            "Links.SpanId": _lists(cols.links_span_id, string),
+            "Links.TraceState": _lists(cols.links_trace_state, string),
             "Links.Attributes": _map_lists(cols.links_attributes),
             "CostUsd": pa.array(costs, type=pa.float64()),
             "Priced": pa.array(priced, type=pa.uint8()),
