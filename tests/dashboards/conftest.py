@@ -30,11 +30,13 @@ import agentwatch as aw
 from agentwatch._demo import DemoFleet, FakeModelClient
 from agentwatch.collector._app import Collector, CollectorConfig
 from agentwatch.collector._writer import WriterSettings
+from agentwatch.storage._schema import spans_table_ddl
 from agentwatch.storage._store import EmbeddedStore
 
 from .reference import Span, load_spans
 
 T = TypeVar("T")
+EMPTY_DB = "agentwatch_empty"
 
 
 def wait_until(predicate: Callable[[], T], timeout: float = 30.0, what: str = "") -> T:
@@ -56,6 +58,7 @@ class Fleet:
     collector: Collector
     store: EmbeddedStore
     query_url: str  # the collector's ClickHouse HTTP endpoint, with the database
+    empty_url: str  # the same endpoint, a database whose span table has no rows
     spans: list[Span]  # every stored row, read back with a plain SELECT
     exported: int  # spans the SDK exported (counted in memory on the SDK side)
     outcomes: Counter[str]  # what the demo fleet itself counted: handled / failed / limit_...
@@ -167,10 +170,14 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             lambda: store.query("SELECT count() FROM agentwatch.otel_traces").scalar() == exported,
             what=f"{exported} spans to be stored",
         )
+        # An empty span table next to the seeded one, for the dashboard's "no data yet" state.
+        store.command(f"CREATE DATABASE IF NOT EXISTS {EMPTY_DB}")
+        store.command(spans_table_ddl(EMPTY_DB, 30))
         yield Fleet(
             collector=collector,
             store=store,
             query_url=f"{urls['clickhouse_http']}/agentwatch",
+            empty_url=f"{urls['clickhouse_http']}/{EMPTY_DB}",
             spans=load_spans(store),
             exported=exported,
             outcomes=Counter(demo.outcomes),
