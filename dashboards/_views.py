@@ -1,0 +1,495 @@
+"""The dashboard pages. ``app.py`` draws the sidebar and runs ``st.navigation``; each file under
+``pages/`` calls one ``*_page()`` function here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import fields, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import streamlit as st
+
+from agentwatch.dashboards import _figures as fig
+from agentwatch.dashboards._data import Unavailable, query
+from agentwatch.dashboards._format import (
+    NONE,
+    Targets,
+    count,
+    overview_tiles,
+    pct,
+    usd,
+    when,
+)
+from agentwatch.storage import _queries as q
+from agentwatch.storage._queries import OUTCOMES, Filters, TraceFilters
+from agentwatch.storage._store import Rows
+
+ALL: Final = "All"
+RANGES: Final[dict[str, timedelta | None]] = {
+    "Last 15 minutes": timedelta(minutes=15),
+    "Last hour": timedelta(hours=1),
+    "Last 6 hours": timedelta(hours=6),
+    "Last 24 hours": timedelta(days=1),
+    "Last 7 days": timedelta(days=7),
+    "Last 30 days": timedelta(days=30),
+    "Custom (UTC)": None,
+}
+DEFAULT_RANGE: Final = "Last hour"
+REFRESH_S: Final = 30
+# Rounding "now" up to this step keeps cache keys stable between reruns within it.
+NOW_STEP_S: Final = 10
+NO_DATA: Final = (
+    "No agent data yet. Run `agentwatch up --demo` to watch a simulated fleet of support agents, "
+    'or point an agent at the collector: `aw.configure(endpoint="http://localhost:4318")` '
+    "(or set `OTEL_EXPORTER_OTLP_ENDPOINT`)."
+)
+HEALTH_LATER: Final = (
+    "Health checks and alerts arrive in a later release. Until then, the Overview tiles show "
+    "each KPI against its target, and Traces lists every failed or limited task."
+)
+
+_EARLIEST: Final = datetime(2000, 1, 1)  # noqa: DTZ001 - the widget is naive; read as UTC
+_LATEST: Final = datetime(2100, 1, 1)  # noqa: DTZ001
+# Session-state keys of the sidebar filters.
+K_RANGE, K_FROM, K_TO = "aw_range", "aw_from", "aw_to"
+K_SERVICE, K_AGENT, K_TASK_TYPE, K_ENV = "aw_service", "aw_agent", "aw_task_type", "aw_env"
+
+
+# --- sidebar and filters --------------------------------------------------------------------------
+def _now() -> datetime:
+    epoch = datetime.now(UTC).timestamp()
+    return datetime.fromtimestamp(math.ceil(epoch / NOW_STEP_S) * NOW_STEP_S, tz=UTC)
+
+
+def _utc(value: Any, fallback: datetime) -> datetime:
+    if not isinstance(value, datetime):
+        return fallback
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def time_filters() -> Filters:
+    """The sidebar's time range, with "now" read afresh (the Overview tiles refresh with it)."""
+    choice = st.session_state.get(K_RANGE, DEFAULT_RANGE)
+    duration = RANGES.get(choice, RANGES[DEFAULT_RANGE])
+    now = _now()
+    if duration is not None:
+        return Filters.last(duration, now=now)
+    start = _utc(st.session_state.get(K_FROM), now - timedelta(hours=1))
+    end = _utc(st.session_state.get(K_TO), now)
+    if end <= start:
+        end = start + timedelta(minutes=1)
+    return Filters(start=start, end=end)
+
+
+def current_filters() -> Filters:
+    """Everything the sidebar selects."""
+
+    def pick(key: str) -> str:
+        value = st.session_state.get(key, ALL)
+        return "" if value in (ALL, None) else str(value)
+
+    return replace(
+        time_filters(),
+        service=pick(K_SERVICE),
+        agent=pick(K_AGENT),
+        task_type=pick(K_TASK_TYPE),
+        environment=pick(K_ENV),
+    )
+
+
+def _choice(label: str, key: str, values: Sequence[str]) -> None:
+    options = [ALL, *values]
+    chosen = st.session_state.get(key)
+    if chosen and chosen not in options:
+        options.append(chosen)  # keep a selection the new time range has no data for
+    st.sidebar.selectbox(label, options, key=key)
+
+
+def sidebar() -> None:
+    """The global filters. Drawn on every run, before the page, so they persist across pages."""
+    st.sidebar.selectbox("Time range", list(RANGES), index=1, key=K_RANGE)
+    if st.session_state.get(K_RANGE) not in RANGES or RANGES[st.session_state[K_RANGE]] is None:
+        # Defaults go into session state once: a default that moved with the clock would
+        # make a new widget on every run and lose what the user picked.
+        now = _now().replace(tzinfo=None)
+        st.session_state.setdefault(K_FROM, now - timedelta(hours=1))
+        st.session_state.setdefault(K_TO, now)
+        for label, key in (("From (UTC)", K_FROM), ("To (UTC)", K_TO)):
+            st.sidebar.datetime_input(label, min_value=_EARLIEST, max_value=_LATEST, key=key)
+    try:
+        options = query(q.filter_options, time_filters())
+    except Unavailable:
+        options = q.FilterOptions([], [], [], [], [])
+    _choice("Service", K_SERVICE, options.services)
+    _choice("Agent", K_AGENT, options.agents)
+    _choice("Task type", K_TASK_TYPE, options.task_types)
+    _choice("Environment", K_ENV, options.environments)
+    st.sidebar.caption(f"Data refreshes every {REFRESH_S} s on the Overview; queries are cached.")
+
+
+def describe(f: Filters) -> str:
+    if f.start is None or f.end is None:
+        return "All time"
+    parts = [f"{f.start:%Y-%m-%d %H:%M:%S} to {f.end:%Y-%m-%d %H:%M:%S} UTC"]
+    for name, value in (
+        ("service", f.service),
+        ("agent", f.agent),
+        ("task type", f.task_type),
+        ("environment", f.environment),
+    ):
+        if value:
+            parts.append(f"{name} {value}")
+    return " · ".join(parts)
+
+
+def has_data(f: Filters) -> bool:
+    """Show the right empty state and return False when there is nothing to draw."""
+    presence = query(q.data_presence, f)
+    if presence.spans_total == 0:
+        st.info(NO_DATA)
+        return False
+    if presence.spans_in_range == 0:
+        latest = f"{presence.latest:%Y-%m-%d %H:%M:%S} UTC" if presence.latest else "unknown"
+        st.info(
+            f"No spans in this time range. The newest span is from {latest}: widen the time "
+            "range in the sidebar, or check that your agents still send to the collector."
+        )
+        return False
+    return True
+
+
+def _header(title: str) -> Filters | None:
+    """Title and caption; the filters when there is data to show, else None (empty state)."""
+    st.title(title)
+    f = current_filters()
+    st.caption(describe(f))
+    try:
+        return f if has_data(f) else None
+    except Unavailable as exc:
+        st.error(str(exc))
+        return None
+
+
+def _table(rows: Rows, columns: dict[str, Any] | None = None) -> None:
+    st.dataframe(rows.dicts(), hide_index=True, column_config=columns)
+
+
+# --- Overview -------------------------------------------------------------------------------------
+K_TARGET_PREFIX: Final = "aw_target_"
+
+
+def _targets() -> Targets:
+    defaults = Targets()
+    values = {}
+    for name in (field.name for field in fields(Targets)):
+        value = st.session_state.get(K_TARGET_PREFIX + name, getattr(defaults, name))
+        values[name] = float(value)
+    return Targets(**values)
+
+
+def _targets_editor() -> None:
+    defaults = Targets()
+    with st.expander("Targets"):
+        cols = st.columns(4)
+        specs = (
+            ("completion_rate", "Task completion at least", 0.0, 1.0, 0.01),
+            ("escalation_rate", "Escalation rate at most", 0.0, 1.0, 0.01),
+            ("cost_per_task", "Cost per task at most (USD)", 0.0, 1000.0, 0.001),
+            ("avg_iterations", "Iterations per task at most", 0.0, 1000.0, 0.5),
+            ("tool_error_rate", "Tool error rate at most", 0.0, 1.0, 0.01),
+            ("limit_exceeded_rate", "Limit exceeded at most", 0.0, 1.0, 0.01),
+            ("p95_latency_s", "Agent latency p95 at most (s)", 0.0, 86400.0, 1.0),
+        )
+        for i, (name, label, low, high, step) in enumerate(specs):
+            key = K_TARGET_PREFIX + name
+            if key not in st.session_state:
+                st.session_state[key] = float(getattr(defaults, name))
+            cols[i % 4].number_input(
+                label, min_value=low, max_value=high, step=step, key=key, format="%.3f"
+            )
+
+
+@st.fragment(run_every=REFRESH_S)
+def overview_tiles_fragment() -> None:
+    """The KPI tiles, re-queried every REFRESH_S seconds without rerunning the page."""
+    f = current_filters()
+    try:
+        now, before = query(q.overview, f), query(q.overview, f.previous())
+    except Unavailable as exc:
+        st.error(str(exc))
+        return
+    tiles = overview_tiles(now, before, _targets())
+    for row in range(0, len(tiles), 3):
+        for col, tile in zip(st.columns(3), tiles[row : row + 3], strict=False):
+            with col:
+                st.metric(
+                    tile.label,
+                    tile.value,
+                    tile.delta,
+                    delta_color=tile.delta_color,
+                    help=tile.help,
+                    border=True,
+                )
+                if tile.status:
+                    mark = "" if tile.on_target is None else ("✅ " if tile.on_target else "⚠️ ")
+                    st.caption(mark + tile.status)
+    st.caption(
+        f"Deltas compare with the {describe(f.previous()).split(' · ')[0]} period. "
+        f"Refreshed at {datetime.now(UTC):%H:%M:%S} UTC."
+    )
+
+
+def overview_page() -> None:
+    f = _header("Overview")
+    if f is None:
+        return
+    _targets_editor()
+    overview_tiles_fragment()
+    try:
+        by_type = query(q.completion_by_task_type, f)
+        confidence = query(q.confidence_distribution, f, 20)
+        tools = query(q.tool_usage, f)
+        errors = query(q.error_categories, f)
+    except Unavailable as exc:
+        st.error(str(exc))
+        return
+    left, right = st.columns(2)
+    left.plotly_chart(fig.completion_by_task_type(by_type))
+    right.plotly_chart(fig.cost_by_task_type(by_type))
+    left, right = st.columns(2)
+    left.plotly_chart(fig.confidence_by_outcome(confidence, 20))
+    right.plotly_chart(fig.error_categories(errors))
+    st.subheader("Tool usage")
+    if tools.rows:
+        _table(
+            tools,
+            {
+                "error_rate": st.column_config.NumberColumn("error rate", format="percent"),
+                "p95_latency_s": st.column_config.NumberColumn("p95 latency (s)", format="%.3f"),
+            },
+        )
+    else:
+        st.info("No tool calls in this range.")
+
+
+# --- Cost -----------------------------------------------------------------------------------------
+def cost_page() -> None:
+    f = _header("Cost")
+    if f is None:
+        return
+    try:
+        summary = query(q.cost_summary, f)
+        unpriced = query(q.unpriced_models, f) if summary.unpriced_calls else None
+        by_model = query(q.cost_over_time_by_model, f)
+        by_type_over_time = query(q.cost_over_time_by_task_type, f)
+        by_type = query(q.cost_by_task_type, f)
+        expensive = query(q.most_expensive_traces, f, 20)
+    except Unavailable as exc:
+        st.error(str(exc))
+        return
+    cols = st.columns(5)
+    cols[0].metric("Total spend", usd(summary.cost_usd), border=True)
+    cols[1].metric("Cost per task", usd(summary.cost_per_task), border=True)
+    cols[2].metric(
+        "Cost per successful task",
+        usd(summary.cost_per_successful_task),
+        help="All spend, failed tasks included, divided by the completed tasks.",
+        border=True,
+    )
+    cols[3].metric(
+        "Spend in the top 5% of tasks",
+        pct(summary.top_share),
+        help=f"Share of spend in the {count(summary.top_tasks)} most expensive tasks.",
+        border=True,
+    )
+    cols[4].metric(
+        "Unpriced model calls",
+        count(summary.unpriced_calls),
+        help="Model calls with tokens whose model has no known price: not counted as $0.",
+        border=True,
+    )
+    if unpriced is not None and unpriced.rows:
+        calls = (
+            "1 model call has"
+            if summary.unpriced_calls == 1
+            else f"{summary.unpriced_calls:,} model calls have"
+        )
+        st.warning(
+            f"{calls} no known price, so the spend above leaves them out. Add their models "
+            "to a prices file (`agentwatch collector --prices prices.toml`)."
+        )
+        _table(unpriced)
+    left, right = st.columns(2)
+    left.plotly_chart(fig.cost_over_time(by_model, "model"))
+    right.plotly_chart(fig.cost_over_time(by_type_over_time, "task_type"))
+    st.subheader("Cost per task type")
+    if by_type.rows:
+        shown = ["task_type", "tasks", "completed", "cost_usd", "cost_per_task", "cost_per_success"]
+        _table(
+            Rows(shown, [tuple(r[c] for c in shown) for r in by_type.dicts()]),
+            {
+                name: st.column_config.NumberColumn(name.replace("_", " "), format="$%.4f")
+                for name in ("cost_usd", "cost_per_task", "cost_per_success")
+            },
+        )
+    st.subheader("Most expensive tasks")
+    if expensive.rows:
+        _table(
+            Rows(
+                ["started", *expensive.columns[2:], "trace_id"],
+                [
+                    (when(r["start_ms"]), *list(r.values())[2:], r["trace_id"])
+                    for r in expensive.dicts()
+                ],
+            ),
+            {"cost_usd": st.column_config.NumberColumn("cost", format="$%.4f")},
+        )
+    else:
+        st.info("No priced tasks in this range.")
+
+
+# --- Decisions & confidence -----------------------------------------------------------------------
+K_THRESHOLD: Final = "aw_threshold"
+
+
+def decisions_page() -> None:
+    f = _header("Decisions & confidence")
+    if f is None:
+        return
+    try:
+        calibration = query(q.calibration, f, 10)
+        explorer = query(q.threshold_explorer, f)
+        confidence = query(q.confidence_distribution, f, 20)
+    except Unavailable as exc:
+        st.error(str(exc))
+        return
+    if not explorer.rows:
+        st.info(
+            "No decisions in this range. Record them with "
+            "`aw.record_decision(name, confidence, thresholds=aw.Thresholds(...))`; "
+            "`aw.record_feedback(ref, correct=...)` later says whether they were right."
+        )
+        return
+    overall = q.threshold_summary(explorer, 0.0)
+    reviewed = overall.auto_with_feedback
+    cols = st.columns(3)
+    cols[0].metric("Decisions", count(overall.decisions), border=True)
+    cols[1].metric("With feedback", count(reviewed), border=True)
+    cols[2].metric(
+        "Correct per feedback",
+        pct(overall.auto_accuracy),
+        help="Share of reviewed decisions that feedback marked correct.",
+        border=True,
+    )
+    st.plotly_chart(fig.calibration(calibration))
+    if not reviewed:
+        st.caption(
+            "No feedback yet: calibration needs `aw.record_feedback(ref, correct=...)` "
+            "in the decisions' traces."
+        )
+    st.subheader("Threshold explorer")
+    threshold = st.slider(
+        "Auto-approve decisions at confidence ≥", 0.0, 1.0, 0.85, 0.01, key=K_THRESHOLD
+    )
+    at = q.threshold_summary(explorer, threshold)
+    cols = st.columns(3)
+    cols[0].metric("Auto-approved", pct(at.auto_share), help=f"{at.auto:,} decisions", border=True)
+    cols[1].metric(
+        "Correct when auto-approved",
+        pct(at.auto_accuracy),
+        help=f"Per feedback on {at.auto_with_feedback:,} of them.",
+        border=True,
+    )
+    cols[2].metric(
+        "Correct below the threshold",
+        pct(at.below_accuracy),
+        help=f"Per feedback on {at.below_with_feedback:,} decisions sent to people.",
+        border=True,
+    )
+    st.plotly_chart(fig.threshold_curve(explorer, threshold))
+    st.plotly_chart(fig.confidence_by_task_type(confidence, 20))
+
+
+# --- Traces ---------------------------------------------------------------------------------------
+K_MIN_COST, K_OUTCOME, K_MODEL = "aw_min_cost", "aw_outcome", "aw_model"
+K_ERRORS, K_TRACE, K_TRACE_ID = "aw_errors_only", "aw_trace", "aw_trace_id"
+ANY: Final = "Any"
+
+
+def _trace_label(row: dict[str, Any]) -> str:
+    return (
+        f"{when(row['start_ms']):%H:%M:%S} · {row['task_type'] or NONE} · {row['outcome']} · "
+        f"{usd(row['cost_usd'])} · {row['trace_id'][:12]}"
+    )
+
+
+def traces_page() -> None:
+    f = _header("Traces")
+    if f is None:
+        return
+    try:
+        models = query(q.filter_options, f).models
+    except Unavailable as exc:
+        st.error(str(exc))
+        return
+    cols = st.columns(4)
+    min_cost = cols[0].number_input(
+        "Cost at least (USD)", min_value=0.0, value=0.0, step=0.001, format="%.4f", key=K_MIN_COST
+    )
+    outcome = cols[1].selectbox("Outcome", [ANY, *OUTCOMES], key=K_OUTCOME)
+    model = cols[2].selectbox("Model", [ANY, *models], key=K_MODEL)
+    errors_only = cols[3].checkbox("Errors only", key=K_ERRORS)
+    tf = TraceFilters(
+        min_cost_usd=float(min_cost),
+        outcome="" if outcome == ANY else str(outcome),
+        model="" if model == ANY else str(model),
+        errors_only=bool(errors_only),
+    )
+    try:
+        traces = query(q.trace_list, f, tf, 200)
+    except Unavailable as exc:
+        st.error(str(exc))
+        return
+    rows = traces.dicts()
+    st.caption(f"{len(rows)} tasks, newest first (at most 200).")
+    if not rows:
+        st.info("No traces match these filters.")
+    else:
+        _table(
+            Rows(
+                ["started", *traces.columns[2:], "trace_id"],
+                [(when(r["start_ms"]), *list(r.values())[2:], r["trace_id"]) for r in rows],
+            ),
+            {"cost_usd": st.column_config.NumberColumn("cost", format="$%.4f")},
+        )
+    by_id = {r["trace_id"]: r for r in rows}
+    chosen = st.selectbox(
+        "Trace",
+        list(by_id),
+        format_func=lambda trace_id: _trace_label(by_id[trace_id]),
+        key=K_TRACE,
+    )
+    typed = st.text_input("…or open a trace by id", key=K_TRACE_ID).strip().lower()
+    trace_id = typed or chosen
+    if not trace_id:
+        return
+    try:
+        spans = query(q.trace_spans, trace_id)
+    except Unavailable as exc:
+        st.error(str(exc))
+        return
+    if not spans.rows:
+        st.warning(f"No spans found for trace {trace_id}.")
+        return
+    st.subheader(f"Trace {trace_id}")
+    st.plotly_chart(fig.waterfall(spans))
+    _table(spans)
+
+
+# --- Health & alerts ------------------------------------------------------------------------------
+def health_page() -> None:
+    st.title("Health & alerts")
+    st.info(HEALTH_LATER)

@@ -1,0 +1,5 @@
+"""Cost page (see agentwatch.dashboards._views)."""
+
+from agentwatch.dashboards._views import cost_page
+
+cost_page()

@@ -1,0 +1,5 @@
+"""Overview page (see agentwatch.dashboards._views)."""
+
+from agentwatch.dashboards._views import overview_page
+
+overview_page()
