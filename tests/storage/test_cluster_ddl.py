@@ -20,21 +20,13 @@ CLUSTER = "aw_cluster"
 Parse = Callable[[str], str]
 
 
-def escaped(text: str) -> str:
-    """A parameter value in ClickHouse's escaped text form, as the HTTP interface sends it
-    (chDB reads bound values that way: a raw newline would end the value)."""
-    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
-
-
 @pytest.fixture
 def parse(tmp_path: Path) -> Iterator[Parse]:
     """ClickHouse's parser: the statement as ClickHouse formats it, or StorageError."""
     store = EmbeddedStore(tmp_path / "parser")
 
     def run(sql: str) -> str:
-        formatted = store.query(
-            "SELECT formatQuerySingleLine({sql:String})", {"sql": escaped(sql)}
-        ).scalar()
+        formatted = store.query("SELECT formatQuerySingleLine({sql:String})", {"sql": sql}).scalar()
         assert isinstance(formatted, str)
         return formatted
 
