@@ -5,9 +5,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Final
 
 import streamlit as st
@@ -56,6 +57,44 @@ _LATEST: Final = datetime(2100, 1, 1)  # noqa: DTZ001
 # Session-state keys of the sidebar filters.
 K_RANGE, K_FROM, K_TO = "aw_range", "aw_from", "aw_to"
 K_SERVICE, K_AGENT, K_TASK_TYPE, K_ENV = "aw_service", "aw_agent", "aw_task_type", "aw_env"
+
+
+# --- the app shell --------------------------------------------------------------------------------
+PAGE_DIR: Final = Path(__file__).resolve().parent / "pages"
+_SHELL: Final = "aw_shell_ran"
+
+
+def pages() -> list[Any]:
+    """The pages, for ``st.navigation``."""
+    return [
+        st.Page(PAGE_DIR / "overview.py", title="Overview", icon="📊", default=True),
+        st.Page(PAGE_DIR / "cost.py", title="Cost", icon="💵"),
+        st.Page(PAGE_DIR / "decisions.py", title="Decisions & confidence", icon="🎯"),
+        st.Page(PAGE_DIR / "traces.py", title="Traces", icon="🧵"),
+        st.Page(PAGE_DIR / "health.py", title="Health & alerts", icon="🩺"),
+    ]
+
+
+def shell() -> None:
+    """What ``app.py`` does on every run: navigation, sidebar, then the chosen page."""
+    navigation = st.navigation(pages())
+    sidebar()
+    st.session_state[_SHELL] = True
+    navigation.run()
+
+
+def page(render: Callable[[], None]) -> None:
+    """Run a page, through ``app.py``.
+
+    ``app.py`` sits next to ``pages/``, so on a fresh server's first run Streamlit uses its
+    legacy pages-directory mode, and a deep link (``/cost``) runs the page file alone: no
+    sidebar, no filters. ``st.navigation`` ends that mode for the whole server, so the page
+    calls it and reruns; the rerun goes through ``app.py`` to the same page.
+    """
+    if not st.session_state.pop(_SHELL, False):
+        st.navigation(pages(), position="hidden")
+        st.rerun()
+    render()
 
 
 # --- sidebar and filters --------------------------------------------------------------------------

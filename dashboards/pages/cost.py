@@ -1,5 +1,5 @@
 """Cost page (see agentwatch.dashboards._views)."""
 
-from agentwatch.dashboards._views import cost_page
+from agentwatch.dashboards._views import cost_page, page
 
-cost_page()
+page(cost_page)

@@ -1,5 +1,5 @@
 """Decisions & confidence page (see agentwatch.dashboards._views)."""
 
-from agentwatch.dashboards._views import decisions_page
+from agentwatch.dashboards._views import decisions_page, page
 
-decisions_page()
+page(decisions_page)

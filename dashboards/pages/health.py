@@ -1,5 +1,5 @@
 """Health & alerts page (see agentwatch.dashboards._views)."""
 
-from agentwatch.dashboards._views import health_page
+from agentwatch.dashboards._views import health_page, page
 
-health_page()
+page(health_page)

@@ -1,5 +1,5 @@
 """Overview page (see agentwatch.dashboards._views)."""
 
-from agentwatch.dashboards._views import overview_page
+from agentwatch.dashboards._views import overview_page, page
 
-overview_page()
+page(overview_page)

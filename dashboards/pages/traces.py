@@ -1,5 +1,5 @@
 """Traces page (see agentwatch.dashboards._views)."""
 
-from agentwatch.dashboards._views import traces_page
+from agentwatch.dashboards._views import page, traces_page
 
-traces_page()
+page(traces_page)

@@ -30,10 +30,11 @@ def entry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A one-line entry script that runs the real ``app.py`` (unchanged, with its own
     ``__file__``) from a directory without a ``pages/`` folder.
 
-    AppTest resets Streamlit's "legacy pages/ directory" flag before every run, so an entry
-    script that sits next to ``pages/`` is run in the legacy multipage mode from the second run
-    on: the page file runs alone, without ``app.py`` and its sidebar. A real server sets that
-    flag once per process, and ``st.navigation`` clears it on the first run.
+    AppTest resets Streamlit's "legacy pages/ directory" flag before every run, so with the
+    entry script next to ``pages/`` every run would start in the legacy multipage mode (which
+    a real server is in only until the first ``st.navigation``). ``_views.page`` recovers from
+    that by rerunning through ``app.py`` (tested below), but the other tests should see the
+    server's steady state.
     """
     script = tmp_path_factory.mktemp("entry") / "dashboard.py"
     script.write_text(f"import runpy\n\nrunpy.run_path({str(APP)!r}, run_name='__main__')\n")
@@ -191,6 +192,27 @@ def test_an_unreachable_store_is_an_error_message_not_a_crash(
     )
     assert "agentwatch up" in error
     assert "hunter2" not in error
+
+
+def test_a_deep_link_on_a_fresh_server_still_gets_the_sidebar(fleet: Fleet, url: str) -> None:
+    """Run ``app.py`` where it lives, next to ``pages/``: Streamlit's legacy pages-directory
+    mode then runs ``pages/cost.py`` alone first; the page must rerun itself through app.py."""
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.switch_page("pages/cost.py").run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Cost"
+    assert [s.key for s in at.sidebar.selectbox] == [
+        _views.K_RANGE,
+        _views.K_SERVICE,
+        _views.K_AGENT,
+        _views.K_TASK_TYPE,
+        _views.K_ENV,
+    ]
+    summary = q.cost_summary(fleet.store, Filters())
+    assert metrics(at)["Total spend"] == fmt.usd(summary.cost_usd)
+    at.sidebar.selectbox(key=_views.K_SERVICE).set_value("billing-fleet").run()  # legacy again
+    billing = q.cost_summary(fleet.store, Filters(service="billing-fleet"))
+    assert metrics(at)["Total spend"] == fmt.usd(billing.cost_usd)
 
 
 # --- Cost -----------------------------------------------------------------------------------------
