@@ -33,6 +33,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from agentwatch._errors import ConfigurationError
+
 Metric: TypeAlias = Literal[
     "cost", "cost_per_task", "error_rate", "escalation_rate", "latency_p95", "tokens"
 ]
@@ -221,7 +223,7 @@ class RuleProblem:
         return ": ".join([*parts, self.message])
 
 
-class AlertRulesError(ValueError):
+class AlertRulesError(ConfigurationError):
     """The rule file is not valid; ``problems`` lists every problem found."""
 
     def __init__(self, source: str, problems: Sequence[RuleProblem]) -> None:

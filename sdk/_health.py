@@ -46,11 +46,10 @@ logger = logging.getLogger("agentwatch")
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# Keys beyond agentwatch.health.check / .passed (in _semconv); same namespace, same contract.
-HEALTH_FAILED_EXPECTATION: Final = "agentwatch.health.failed_expectation"
-HEALTH_REASON: Final = "agentwatch.health.reason"
-HEALTH_LATENCY_MS: Final = "agentwatch.health.latency_ms"
-HEALTH_ANSWER: Final = "agentwatch.health.answer"
+HEALTH_FAILED_EXPECTATION: Final = sc.HEALTH_FAILED_EXPECTATION
+HEALTH_REASON: Final = sc.HEALTH_REASON
+HEALTH_LATENCY_MS: Final = sc.HEALTH_LATENCY_MS
+HEALTH_ANSWER: Final = sc.HEALTH_ANSWER
 SPAN_NAME_PREFIX: Final = "health_check"
 ANSWER_EXCERPT_CHARS: Final = 1000
 _REASON_CHARS: Final = 1000
