@@ -37,6 +37,8 @@ from .reference import Span, load_spans
 
 T = TypeVar("T")
 EMPTY_DB = "agentwatch_empty"
+# A task type that needs escaping on the way to ClickHouse, whichever backend binds it.
+ODD_TASK_TYPE = "it's a \\ back\tslash"
 
 
 def wait_until(predicate: Callable[[], T], timeout: float = 30.0, what: str = "") -> T:
@@ -82,7 +84,8 @@ def _configure(endpoint: str, memories: list[InMemorySpanExporter], service: str
 
 def _edge_cases() -> None:
     """Traces the demo never makes: nested agents, a foreign parent span, a model that fails,
-    an agent that fails on its own, an unpriced model, and a model call outside any agent."""
+    an agent that fails on its own, an unpriced model, a task type with a quote, a backslash
+    and a tab in it, and a model call outside any agent."""
     client = FakeModelClient(random.Random(3))
 
     @aw.llm(provider="openai")
@@ -111,6 +114,10 @@ def _edge_cases() -> None:
     def validation() -> None:
         raise ValueError("the answer did not validate")
 
+    @aw.agent(name="edge", task_type=ODD_TASK_TYPE)
+    def odd_name() -> str:
+        return "ok"
+
     @aw.agent(name="edge", task_type="custom_model")
     def custom_model() -> str:
         ask("my-finetune-x", "use the fine-tune " * 30)
@@ -125,6 +132,7 @@ def _edge_cases() -> None:
         with pytest.raises((ConnectionError, ValueError)):
             fn()
     custom_model()
+    odd_name()
     ask("gpt-4o-mini", "no agent around this call")
 
 

@@ -110,7 +110,7 @@ def test_overview_tiles_show_the_numbers_of_the_raw_rows(
 ) -> None:
     at = open_page(entry)
     assert metrics(at) == expected_tiles(fleet, Filters())
-    assert metrics(at)["Tasks"] == "245"
+    assert metrics(at)["Tasks"] == "246"
     # The hour before the seeded data is empty: no trends to show yet.
     assert set(deltas(at).values()) == {""}
     captions = texts(at.caption)
@@ -267,7 +267,7 @@ def test_traces_page_lists_filters_and_opens_a_trace(entry: Path, fleet: Fleet, 
     at = open_page(entry, "traces")
     assert not at.error
     table, spans = at.dataframe  # the trace list, and the spans of the selected trace
-    assert len(table.value) == 200  # 245 tasks, the newest 200
+    assert len(table.value) == 200  # 246 tasks, the newest 200
     newest = max(ref.tasks(fleet.spans, Filters()).values(), key=lambda t: t.start)
     assert at.selectbox(key=_views.K_TRACE).value == newest.trace_id
     assert len(at.get("plotly_chart")) == 1  # the newest trace's waterfall

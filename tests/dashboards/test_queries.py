@@ -13,7 +13,7 @@ from agentwatch.storage._queries import Filters, TraceFilters
 from agentwatch.storage._store import Rows, ServerStore
 
 from . import reference as ref
-from .conftest import Fleet
+from .conftest import ODD_TASK_TYPE, Fleet
 
 
 def approx(value: Any) -> Any:
@@ -36,6 +36,7 @@ FILTER_CASES: dict[str, dict[str, Any]] = {
     "agent_and_type": {"agent": "support", "task_type": "order_status"},
     "service_and_type": {"service": "billing-fleet", "task_type": "technical_issue"},
     "nothing_matches": {"task_type": "no such type"},
+    "odd_value": {"task_type": ODD_TASK_TYPE},
 }
 
 
@@ -102,7 +103,7 @@ def test_trend_compares_with_the_period_just_before(fleet: Fleet) -> None:
     now, before = q.overview_with_trend(fleet.store, current)
     assert before == q.overview(fleet.store, previous)
     assert before.tasks == 100  # batch A
-    assert now.tasks == 100 + 40 + 5  # batches B and C, and the edge cases' five tasks
+    assert now.tasks == 100 + 40 + 6  # batches B and C, and the edge cases' six tasks
     refund_now = q.overview(fleet.store, Filters(current.start, current.end, task_type="refund"))
     refund_before = q.overview(
         fleet.store, Filters(previous.start, previous.end, task_type="refund")
@@ -136,7 +137,9 @@ def test_nested_agents_and_foreign_parents_make_one_task_each(fleet: Fleet) -> N
         row["task_type"]: row
         for row in q.trace_list(fleet.store, Filters(service="edge-cases")).dicts()
     }
-    assert sorted(edge) == ["custom_model", "model_error", "refund", "triage", "validation"]
+    assert sorted(edge) == sorted(
+        ["custom_model", "model_error", "refund", "triage", "validation", ODD_TASK_TYPE]
+    )
     assert edge["triage"]["agent"] == "router"  # the outer agent, not the nested worker
     assert edge["refund"]["agent"] == "worker"  # its parent span was never exported
     assert edge["model_error"]["outcome"] == "failed"
@@ -156,7 +159,7 @@ def test_error_categories_tell_model_tool_validation_and_limit_apart(fleet: Flee
     assert edge["validation"]["tasks"] == 1
     assert edge["tool"]["tasks"] == 0
     assert edge["limit"]["tasks"] == 0
-    assert edge["model"]["rate"] == approx(1 / 5)
+    assert edge["model"]["rate"] == approx(1 / 6)
 
 
 def test_unpriced_model_calls_are_counted_not_free(fleet: Fleet) -> None:
@@ -414,8 +417,27 @@ def test_data_presence(fleet: Fleet) -> None:
     assert abs(ref.ns(presence.latest) - newest) < 1_000_000
 
 
+def test_values_that_need_escaping_match_exactly(fleet: Fleet) -> None:
+    got = q.overview(fleet.store, Filters(task_type=ODD_TASK_TYPE))
+    assert got.tasks == 1
+    assert [
+        r["task_type"] for r in q.completion_by_task_type(fleet.store, Filters()).dicts()
+    ].count(ODD_TASK_TYPE) == 1
+    server = ServerStore(fleet.query_url)
+    try:
+        assert q.overview(server, Filters(task_type=ODD_TASK_TYPE)).tasks == 1
+    finally:
+        server.close()
+
+
 @pytest.mark.parametrize(
-    "value", ["refund' OR '1'='1", "x'); DROP TABLE otel_traces; --", "{task_type:String}"]
+    "value",
+    [
+        "refund' OR '1'='1",
+        "x'); DROP TABLE otel_traces; --",
+        "{task_type:String}",
+        "back\\slash\ttab\nnewline",
+    ],
 )
 def test_filter_values_are_bound_not_spliced(fleet: Fleet, value: str) -> None:
     for field in ("task_type", "agent", "service", "environment"):
@@ -484,7 +506,13 @@ QUERIES = [
 def test_every_query_reads_the_same_through_clickhouse_connect(fleet: Fleet) -> None:
     server = ServerStore(fleet.query_url)
     try:
-        for f in (Filters(), Filters(task_type="refund", environment="prod"), periods(fleet)[0]):
+        odd = Filters(task_type=ODD_TASK_TYPE)
+        for f in (
+            Filters(),
+            Filters(task_type="refund", environment="prod"),
+            periods(fleet)[0],
+            odd,
+        ):
             for query in QUERIES:
                 _same(query(fleet.store, f), query(server, f))
         trace_id = q.trace_list(server, Filters()).dicts()[0]["trace_id"]
