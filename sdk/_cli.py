@@ -9,6 +9,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TypeAlias
 
+from agentwatch._errors import AgentwatchError
+
 if TYPE_CHECKING:
     from agentwatch.collector._app import CollectorConfig
 
@@ -190,7 +192,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
-    code: int = args.handler(args)
+    try:
+        code: int = args.handler(args)
+    except AgentwatchError as exc:  # configuration and storage errors: one line, no traceback
+        print(f"agentwatch: error: {exc}", file=sys.stderr)
+        return 2
     return code
 
 

@@ -197,16 +197,25 @@ class ServerStore:
             raise ConfigurationError(
                 f"--clickhouse-url must look like http://user:pass@host:8123/db, not {url!r}"
             )
-        self.database = check_identifier(parsed.path.strip("/") or DEFAULT_DATABASE)
-        self._client = clickhouse_connect.get_client(
-            host=parsed.hostname,
-            port=parsed.port or (8443 if parsed.scheme == "https" else 8123),
-            username=unquote(parsed.username or "default"),
-            password=unquote(parsed.password or ""),
-            secure=parsed.scheme == "https",
-            connect_timeout=connect_timeout_s,
-            autogenerate_session_id=False,
-        )
+        try:
+            self.database = check_identifier(parsed.path.strip("/") or DEFAULT_DATABASE)
+            port = parsed.port or (8443 if parsed.scheme == "https" else 8123)
+        except ValueError as exc:
+            raise ConfigurationError(f"--clickhouse-url: {exc}") from exc
+        try:
+            self._client = clickhouse_connect.get_client(
+                host=parsed.hostname,
+                port=port,
+                username=unquote(parsed.username or "default"),
+                password=unquote(parsed.password or ""),
+                secure=parsed.scheme == "https",
+                connect_timeout=connect_timeout_s,
+                autogenerate_session_id=False,
+            )
+        except Exception as exc:
+            raise StorageError(
+                f"cannot connect to ClickHouse at {parsed.hostname}:{port}: {exc}"
+            ) from exc
 
     def command(self, sql: str, params: Params | None = None) -> None:
         try:
