@@ -71,18 +71,30 @@ def _run(url: str, name: str, args: tuple[Any, ...], kwargs: tuple[tuple[str, An
 
 
 def query(fn: Callable[Concatenate[Store, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
-    """Run a query of ``agentwatch.storage._queries`` against the configured store, cached."""
+    """Run a query of ``agentwatch.storage._queries`` against the configured store, cached.
+
+    Raises ``Unavailable`` when the store cannot be reached or configured, or fails the query;
+    a ``ValueError`` from the query's own argument checks is a bug of the caller and propagates.
+    """
     name = fn.__name__
     if _QUERIES.get(name) is not fn:
         raise ValueError(f"{name} is not a dashboard query")
     url = clickhouse_url()
     try:
+        _connect(url)
+    except Exception as exc:
+        raise _unavailable(url, exc) from exc
+    try:
         return cast(R, _run(url, name, args, tuple(sorted(kwargs.items()))))
     except ValueError:
         raise
     except Exception as exc:
-        raise Unavailable(
-            f"Cannot read ClickHouse at {safe_url(url)}: {exc}".rstrip(". ") + ". "
-            "Start the collector with `agentwatch up` (or `agentwatch up --demo`), or point "
-            f"{ENV_URL} at your ClickHouse (http://user:password@host:8123/database)."
-        ) from exc
+        raise _unavailable(url, exc) from exc
+
+
+def _unavailable(url: str, exc: Exception) -> Unavailable:
+    return Unavailable(
+        f"Cannot read ClickHouse at {safe_url(url)}: {exc}".rstrip(". ") + ". "
+        "Start the collector with `agentwatch up` (or `agentwatch up --demo`), or point "
+        f"{ENV_URL} at your ClickHouse (http://user:password@host:8123/database)."
+    )

@@ -215,6 +215,16 @@ def test_a_deep_link_on_a_fresh_server_still_gets_the_sidebar(fleet: Fleet, url:
     assert metrics(at)["Total spend"] == fmt.usd(billing.cost_usd)
 
 
+def test_a_malformed_url_is_an_error_message_not_a_crash(
+    entry: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(_data.ENV_URL, "localhost:8123")
+    at = open_page(entry)
+    (error,) = texts(at.error)
+    assert error.startswith("Cannot read ClickHouse at localhost:8123: ")
+    assert "http://user:pass@host:8123/db" in error
+
+
 # --- Cost -----------------------------------------------------------------------------------------
 def test_cost_page(entry: Path, fleet: Fleet, url: str) -> None:
     at = open_page(entry, "cost")
