@@ -356,7 +356,7 @@ def http_url(collector: Collector) -> str:
 
 def grpc_port(collector: Collector) -> int:
     assert collector.grpc is not None
-    return collector.grpc.port
+    return int(collector.grpc.port)
 
 
 # -- a store whose inserts wait for the test ----------------------------------------------------

@@ -74,7 +74,7 @@ class CollectorProcess:
                 f"collector exited with {self.process.returncode}:\n{self.log.read_text()}"
             )
         try:
-            return get(self.url, "/healthz").json()["status"] == "ok"
+            return bool(get(self.url, "/healthz").json()["status"] == "ok")
         except OSError:
             return False
 

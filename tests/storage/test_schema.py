@@ -87,7 +87,7 @@ def test_anything_else_is_rejected_before_it_reaches_sql(name: str):
 )
 def test_ddl_refuses_unsafe_names(kwargs: dict[str, str]):
     with pytest.raises(ValueError, match="not a valid ClickHouse identifier"):
-        spans_table_ddl(retention_days=30, **kwargs)  # type: ignore[arg-type]
+        spans_table_ddl(retention_days=30, **kwargs)
 
 
 def test_the_migrations_table_ddl_refuses_unsafe_names():
