@@ -38,19 +38,31 @@ def token_ok(settings: IngestSettings, presented: str | None) -> bool:
 
 
 def gunzip(body: bytes, limit: int) -> bytes:
-    """Decompress gzip without ever holding more than ``limit`` bytes (gzip bombs)."""
-    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = decompressor.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise InvalidRequest(f"body is not valid gzip: {exc}", "bad_gzip") from exc
-    if len(out) > limit or decompressor.unconsumed_tail:
-        raise InvalidRequest(
-            f"decompressed body exceeds the limit of {limit} bytes", "decompressed_too_large"
-        )
-    if not decompressor.eof:
-        raise InvalidRequest("gzip body is truncated", "bad_gzip")
-    return out
+    """Decompress gzip without ever holding more than ``limit`` bytes (gzip bombs).
+
+    Every member of a multi-member body is read, as Go's gzip reader does; stopping after the
+    first would acknowledge spans that were never stored.
+    """
+    parts: list[bytes] = []
+    size = 0
+    rest = body
+    while True:
+        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            part = decompressor.decompress(rest, limit + 1 - size)
+        except zlib.error as exc:
+            raise InvalidRequest(f"body is not valid gzip: {exc}", "bad_gzip") from exc
+        size += len(part)
+        if size > limit or decompressor.unconsumed_tail:
+            raise InvalidRequest(
+                f"decompressed body exceeds the limit of {limit} bytes", "decompressed_too_large"
+            )
+        if not decompressor.eof:
+            raise InvalidRequest("gzip body is truncated", "bad_gzip")
+        parts.append(part)
+        rest = decompressor.unused_data
+        if not rest:
+            return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 class Ingestor:
