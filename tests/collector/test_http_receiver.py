@@ -426,6 +426,32 @@ def test_a_truncated_gzip_body_gets_400(collector: Collector):
     assert_rejected(collector, reply, 400, "bad_gzip", "truncated")
 
 
+def test_a_multi_member_gzip_body_is_decoded_whole(collector: Collector):
+    """gzip allows concatenated members (Go's reader, as in the OTel Collector, reads them all);
+    stopping after the first would acknowledge spans that were never stored."""
+    first, second = trace_batch(2), trace_batch(3)
+    body = gzip.compress(first.SerializeToString()) + gzip.compress(second.SerializeToString())
+    reply = post(http_url(collector), body, headers={"Content-Encoding": "gzip"})
+    assert reply.status == 200
+    ids = [r.resource_spans[0].scope_spans[0].spans[0].trace_id for r in (first, second)]
+    assert span_counts(collector.store, ids) == {ids[0].hex(): 2, ids[1].hex(): 3}
+
+
+def test_garbage_after_a_gzip_member_gets_400(collector: Collector):
+    body = gzip.compress(trace_batch(1).SerializeToString()) + b"trailing junk"
+    reply = post(http_url(collector), body, headers={"Content-Encoding": "gzip"})
+    assert_rejected(collector, reply, 400, "bad_gzip", "not valid gzip")
+
+
+def test_multi_member_gzip_counts_every_member_against_the_limit(
+    start_collector: StartCollector,
+):
+    collector = start_collector(max_body_bytes=4096)
+    member = gzip.compress(bytes(10_000))  # each member alone is under 4 * 4096
+    reply = post(http_url(collector), member * 3, headers={"Content-Encoding": "gzip"})
+    assert_rejected(collector, reply, 400, "decompressed_too_large", "decompressed body exceeds")
+
+
 def test_invalid_utf8_in_a_protobuf_string_field_gets_400(collector: Collector):
     body = make_request(make_span("ABCDEFGH")).SerializeToString()
     reply = post(http_url(collector), body.replace(b"ABCDEFGH", b"AB\xff\xfeEFGH"))
