@@ -10,6 +10,15 @@ What the numbers mean:
   latency come from the trace's outermost (earliest) agent span, so nested agents and foreign
   parent spans (a web framework's request span, say) neither add tasks nor hide them. Its cost
   is the sum of ``CostUsd`` over every span of the trace.
+- Spend totals (Overview cost per task, cost summary, cost by model) count every priced span
+  in range that passes the service and environment filters, model calls made outside any agent
+  run included; with an agent or task-type filter, only the spans of those tasks' traces.
+  Per-task-type figures count only tasks' traces.
+- Iterations are ``agentwatch.task.iterations`` (counted by ``aw.iteration()``), averaged over
+  the agent runs that record them, nested runs included.
+- Error categories are per task: ``model`` (a model call in the trace failed), ``tool``,
+  ``limit`` and ``validation`` (any other failed span, or a task that failed with none of the
+  others); a task can be in several.
 - The outcome is ``agentwatch.task.outcome`` when set, else ``failed`` for an agent span with
   status Error and ``completed`` otherwise (for instrumentations that do not record outcomes).
 - Service and environment filters apply to spans; agent and task-type filters apply to tasks,
@@ -34,7 +43,6 @@ from agentwatch.storage._store import Rows, Store
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_NS: Final = 2**63 - 1
-_MODEL_OPERATIONS: Final = ("chat", "text_completion", "generate_content")
 OUTCOMES: Final = ("completed", "escalated", "failed", "limit_exceeded")
 
 
