@@ -174,10 +174,15 @@ class _Call:
             self.model_in_name = model is not None
             if spec.role == "llm" and model is not None and spec.model is None:
                 span.set_attribute(sc.GEN_AI_REQUEST_MODEL, model)
-            if spec.role == "agent":
-                outer = current_run(parent)
-                if spec.task_type is None and outer is not None and outer.task_type:
-                    span.set_attribute(sc.TASK_TYPE, outer.task_type)
+            # Every span of a run carries its task type, so per-task-type cost and tool
+            # statistics are plain GROUP BYs, not joins back to the agent span.
+            outer = current_run(parent)
+            if (
+                outer is not None
+                and outer.task_type
+                and not (spec.role == "agent" and spec.task_type is not None)
+            ):
+                span.set_attribute(sc.TASK_TYPE, outer.task_type)
             if settings.capture_content:
                 self._capture_input(settings, span, args, kwargs)
             ctx = trace.set_span_in_context(span, parent)

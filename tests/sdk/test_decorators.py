@@ -454,3 +454,28 @@ def test_every_tool_tier_is_accepted(agentwatch_spans: CapturedSpans, tier: str)
     act()
 
     assert attrs(agentwatch_spans.one("execute_tool act"))["agentwatch.tool.tier"] == tier
+
+
+def test_every_span_of_a_run_carries_its_task_type(agentwatch_spans: CapturedSpans) -> None:
+    """Tool and model spans inside an agent run get its task type; outside a run they get none."""
+
+    @aw.tool
+    def lookup() -> str:
+        return "found"
+
+    @aw.llm(provider="openai")
+    def ask() -> dict[str, Any]:
+        return openai_chat(model="gpt-4o")
+
+    @aw.agent(task_type="refund")
+    def handle() -> None:
+        lookup()
+        ask()
+
+    handle()
+    lookup()
+
+    inside, outside = agentwatch_spans.named("execute_tool lookup")
+    assert attrs(inside)[sc.TASK_TYPE] == "refund"
+    assert attrs(agentwatch_spans.one("chat gpt-4o"))[sc.TASK_TYPE] == "refund"
+    assert sc.TASK_TYPE not in attrs(outside)
