@@ -28,6 +28,7 @@ from agentwatch.storage._conventions import (
 
 SPANS_TABLE: Final = "otel_traces"
 MIGRATIONS_TABLE: Final = "agentwatch_migrations"
+ALERTS_TABLE: Final = "agentwatch_alerts"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
@@ -155,7 +156,45 @@ class Migration:
 def migrations(database: str, retention_days: int) -> tuple[Migration, ...]:
     """Every schema change, in order. Never edit a released one: append a new version."""
     db = check_identifier(database)
-    return (Migration(1, "span table", (spans_table_ddl(db, retention_days),)),)
+    return (
+        Migration(1, "span table", (spans_table_ddl(db, retention_days),)),
+        Migration(2, "alerts table", (alerts_table_ddl(db, retention_days),)),
+    )
+
+
+def alerts_table_ddl(database: str, retention_days: int, *, table: str = ALERTS_TABLE) -> str:
+    """CREATE TABLE for alert state changes: an append-only log, one row each time an incident
+    fires and one when it resolves (both carry the incident's ``IncidentId`` and ``FiredAt``).
+
+    The current state of an incident is its latest row (``argMax(..., UpdatedAt)``), so the
+    table needs no mutations and keeps what every notification said.
+    """
+    if not 1 <= retention_days <= 36500:
+        raise ValueError(f"retention_days must be an integer in 1..36500, not {retention_days!r}")
+    db = check_identifier(database)
+    check_identifier(table)
+    return f"""CREATE TABLE IF NOT EXISTS {db}.{table} (
+    `IncidentId` String,
+    `Rule` LowCardinality(String),
+    `Kind` LowCardinality(String),
+    `Severity` LowCardinality(String),
+    `Metric` LowCardinality(String),
+    `GroupKey` String,
+    `State` LowCardinality(String),
+    `FiredAt` DateTime64(3),
+    `ResolvedAt` Nullable(DateTime64(3)),
+    `UpdatedAt` DateTime64(3),
+    `Value` Nullable(Float64),
+    `Baseline` Nullable(Float64),
+    `Score` Nullable(Float64),
+    `Summary` String,
+    `TraceIds` Array(String),
+    `Links` Array(String),
+    `Notified` UInt8
+) ENGINE = MergeTree()
+PARTITION BY toYYYYMM(FiredAt)
+ORDER BY (FiredAt, Rule, GroupKey, UpdatedAt)
+TTL toDateTime(FiredAt) + toIntervalDay({retention_days})"""
 
 
 def migrations_table_ddl(database: str) -> str:

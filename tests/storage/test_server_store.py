@@ -24,7 +24,7 @@ import pyarrow as pa
 import pytest
 
 from agentwatch.collector._query_endpoint import READ_ONLY, QueryEndpoint
-from agentwatch.storage._schema import MIGRATIONS_TABLE, SPANS_TABLE
+from agentwatch.storage._schema import ALERTS_TABLE, MIGRATIONS_TABLE, SPANS_TABLE
 from agentwatch.storage._store import EmbeddedStore, ServerStore, StorageError, apply_migrations
 
 DB = "agentwatch"
@@ -102,12 +102,12 @@ def span_batch(now_ns: int) -> pa.Table:
 
 def test_migrations_apply_once_then_are_idempotent(server: ServerStore) -> None:
     """apply_migrations creates the schema over HTTP, and a second run applies nothing."""
-    assert apply_migrations(server) == [1]
+    assert apply_migrations(server) == [1, 2]
     assert apply_migrations(server) == []
     tables = server.query(f"SHOW TABLES FROM {server.database}").rows
-    assert sorted(t for (t,) in tables) == sorted([MIGRATIONS_TABLE, SPANS_TABLE])
+    assert sorted(t for (t,) in tables) == sorted([ALERTS_TABLE, MIGRATIONS_TABLE, SPANS_TABLE])
     versions = server.query(f"SELECT version FROM {server.database}.{MIGRATIONS_TABLE}").rows
-    assert versions == [(1,)]
+    assert sorted(versions) == [(1,), (2,)]
 
 
 def test_inserted_rows_read_back_with_derived_typed_columns(server: ServerStore) -> None:
