@@ -56,6 +56,8 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "agentwatch"
     sys_version = ""
     ingestor: ClassVar[Ingestor]
+    # Bounds the requests being read and decoded at once, so their memory is bounded too.
+    in_flight: ClassVar[threading.BoundedSemaphore]
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("http %s", format % args)
@@ -170,6 +172,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the unread body would corrupt the next request
             self._error(HTTPStatus.NOT_FOUND, "not_found", f"no such endpoint: {path}")
             return
+        if not self.in_flight.acquire(blocking=False):
+            self.close_connection = True  # the unread body would corrupt the next request
+            self._error(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                "overloaded",
+                "collector is overloaded: too many requests in progress",
+                {"Retry-After": "1"},
+            )
+            return
         try:
             read = self._read_body()
             if read is None:
@@ -179,6 +190,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._traces(body, as_json)
             else:
                 self._not_stored(path, body, as_json)
+        except TimeoutError:
+            self.close_connection = True
+            self.ingestor.stats.reject("client_timeout")
         except InvalidRequest as exc:
             self._error(HTTPStatus.BAD_REQUEST, exc.reason, str(exc))
         except (Overloaded, WriterStopped) as exc:
@@ -193,6 +207,8 @@ class _Handler(BaseHTTPRequestHandler):
                 f"spans were not stored: {exc}",
                 {"Retry-After": "2"},
             )
+        finally:
+            self.in_flight.release()
 
     def _traces(self, body: bytes, as_json: bool) -> None:
         request = parse_json(body) if as_json else parse_protobuf(body)
@@ -237,7 +253,16 @@ class HttpReceiver:
     """The OTLP/HTTP server in a background thread."""
 
     def __init__(self, ingestor: Ingestor, host: str = "127.0.0.1", port: int = 4318) -> None:
-        handler = type("Handler", (_Handler,), {"ingestor": ingestor})
+        handler = type(
+            "Handler",
+            (_Handler,),
+            {
+                "ingestor": ingestor,
+                # A client that stalls mid-request gives up its thread after this long.
+                "timeout": ingestor.settings.read_timeout_s,
+                "in_flight": threading.BoundedSemaphore(ingestor.settings.max_concurrent_requests),
+            },
+        )
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(

@@ -7,6 +7,7 @@ Arrow tables for inserts and ``{name:Type}`` bound parameters for every value in
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import pyarrow as pa
 from agentwatch._errors import AgentwatchError, ConfigurationError
 from agentwatch.storage._schema import (
     MIGRATIONS_TABLE,
+    SPANS_TABLE,
     check_identifier,
     migrations,
     migrations_table_ddl,
@@ -57,6 +59,19 @@ class Store(Protocol):
     def query(self, sql: str, params: Params | None = None) -> Rows: ...
     def query_arrow(self, sql: str, params: Params | None = None) -> pa.Table: ...
     def close(self) -> None: ...
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced, for error messages and logs."""
+    try:
+        parsed = urlparse(url)
+        password = parsed.password
+    except ValueError:
+        return "<unparseable URL>"
+    if not password:
+        return url
+    netloc = parsed.netloc.replace(f":{password}@", ":***@", 1)
+    return parsed._replace(netloc=netloc).geturl()
 
 
 def escape_param(value: Any) -> Any:
@@ -99,7 +114,35 @@ def apply_migrations(store: Store, retention_days: int = DEFAULT_RETENTION_DAYS)
             {"version": migration.version, "description": migration.description},
         )
         applied.append(migration.version)
+    sync_retention(store, retention_days)
     return applied
+
+
+_TTL_DAYS = re.compile(r"TTL toDateTime\(Timestamp\) \+ toIntervalDay\((\d+)\)")
+
+
+def sync_retention(store: Store, retention_days: int) -> bool:
+    """Make the span table's TTL ``retention_days`` if it differs; True when it was changed.
+
+    Existing parts are not rewritten (``materialize_ttl_after_modify = 0``): expired day
+    partitions are dropped whole as merges reach them, which ``ttl_only_drop_parts`` makes cheap.
+    """
+    if not 1 <= retention_days <= 36500:
+        raise ValueError(f"retention_days must be in 1..36500, not {retention_days!r}")
+    db = check_identifier(store.database)
+    created = store.query(
+        "SELECT create_table_query FROM system.tables WHERE database = {db:String} "
+        "AND name = {table:String}",
+        {"db": db, "table": SPANS_TABLE},
+    ).scalar()
+    match = _TTL_DAYS.search(created or "")
+    if match is None or int(match.group(1)) == retention_days:
+        return False
+    store.command(
+        f"ALTER TABLE {db}.{SPANS_TABLE} MODIFY TTL toDateTime(Timestamp) + "
+        f"toIntervalDay({int(retention_days)}) SETTINGS materialize_ttl_after_modify = 0"
+    )
+    return True
 
 
 class EmbeddedStore:
@@ -195,7 +238,8 @@ class ServerStore:
         parsed = urlparse(url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ConfigurationError(
-                f"--clickhouse-url must look like http://user:pass@host:8123/db, not {url!r}"
+                "--clickhouse-url must look like http://user:pass@host:8123/db, "
+                f"not {redact_url(url)!r}"
             )
         try:
             self.database = check_identifier(parsed.path.strip("/") or DEFAULT_DATABASE)

@@ -20,3 +20,14 @@ def test_string_parameter_round_trips(tmp_path: Path, value: str) -> None:
         assert store.query("SELECT {v:String} AS v", {"v": value}).scalar() == value
     finally:
         store.close()
+
+
+def test_a_bad_server_url_error_does_not_echo_the_password() -> None:
+    """Configuration errors name the URL but never its password."""
+    from agentwatch._errors import ConfigurationError
+    from agentwatch.storage._store import ServerStore
+
+    with pytest.raises(ConfigurationError) as caught:
+        ServerStore("ftp://user:s3cret@host:8123/db")
+    assert "s3cret" not in str(caught.value)
+    assert "user:***@host" in str(caught.value)
