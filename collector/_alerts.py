@@ -1,0 +1,742 @@
+"""The alert evaluator: rules over stored spans, to firing/resolved incidents and notifications.
+
+Each pass, for every rule (``_alert_rules``), the evaluator runs one query in
+``storage/_alert_queries`` that returns every group's current window and baseline windows at
+once, turns each group into a verdict with the pure detectors of ``_detect`` (robust baseline,
+thresholds, budgets, silence, probe streaks), and feeds the verdicts to ``_detect.step``, the
+state machine that de-duplicates (one incident, one notification) and applies cooldowns.
+Transitions are appended to the alerts table and queued for the notifiers; neither a storage
+error in one rule nor a failing notifier stops the pass.
+
+Time is always passed in (``evaluate(now)``), so tests and backfills run at any moment
+without waiting. Windows end ``settle_s`` before ``now``: spans reach the store a few seconds
+after they start (the SDK batches, the collector batches), and a half-filled current window
+would read as a drop.
+
+Where it runs:
+
+- ``agentwatch up`` (embedded chDB): inside the collector process, on the store it owns, in a
+  background thread (``AlertService``); alerts are recorded and printed.
+- ``agentwatch alerts --clickhouse-url URL``: against a ClickHouse server, recording alerts in
+  the same table. Run one evaluator per store: two would notify twice.
+- ``agentwatch alerts --clickhouse-url http://127.0.0.1:8123``: against the embedded
+  collector's read-only endpoint, it can read but not record. It evaluates read-only (state in
+  memory, notifications sent); ``--once`` prints what is breaching now.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Final
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from agentwatch.collector._alert_rules import (
+    AnomalyRule,
+    DailyBudgetRule,
+    HealthFailureRule,
+    NoDataRule,
+    Rule,
+    ThresholdRule,
+    Where,
+    default_rules,
+)
+from agentwatch.collector._detect import (
+    AlertKey,
+    AlertState,
+    Observation,
+    Policy,
+    Transition,
+    Window,
+    anomaly_finding,
+    budget_finding,
+    health_finding,
+    is_anomalous,
+    silence_finding,
+    step,
+    threshold_finding,
+)
+from agentwatch.collector._notify import Alert, Dispatcher
+from agentwatch.storage import _alert_queries as q
+from agentwatch.storage._store import Rows, Store
+
+logger = logging.getLogger("agentwatch.alerts")
+
+_NS: Final = 1_000_000_000
+_SERVICE_INTERVAL_S: Final = 60
+"""How often rules without a window of their own (budgets, silence, probes) are evaluated."""
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluatorSettings:
+    dashboard_url: str | None = None
+    """Base URL of the dashboard; alerts then link ``{dashboard_url}/traces?trace_id=<id>``."""
+    settle_s: float = 10.0
+    """Windows end this long before ``now``, so late spans are not read as a drop."""
+    trace_links: int = 5
+    """Traces attached to a fired alert (the most expensive, failed, slowest... of its window)."""
+    health_lookback_s: int = 86_400
+    """How far back the latest runs of a health check are looked for."""
+    record: bool = True
+    """Append transitions to the alerts table (False on a read-only store)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One rule's finding for one group in one pass, with the numbers behind it."""
+
+    rule: str
+    group: str
+    breaching: bool | None
+    summary: str
+    metric: str = ""
+    value: float | None = None
+    baseline: float | None = None
+    score: float | None = None
+    volume: int | None = None
+    trace_ids: tuple[str, ...] = ()
+    """Set by the rule kinds that know their traces without another query (probes)."""
+
+
+@dataclass
+class EvaluationPass:
+    """What one ``evaluate`` did."""
+
+    at: datetime
+    verdicts: list[Verdict] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    """Incidents that fired or resolved in this pass (notified or not)."""
+    errors: dict[str, str] = field(default_factory=dict)
+    """Rule name (or ``record``/``restore``) to what went wrong."""
+    evaluated: list[str] = field(default_factory=list)
+    rule_seconds: dict[str, float] = field(default_factory=dict)
+    """How long each evaluated rule's queries and detection took."""
+    seconds: float = 0.0
+
+    def firing(self) -> list[Verdict]:
+        return [v for v in self.verdicts if v.breaching]
+
+
+def _scope(where: Where) -> q.Scope:
+    return q.Scope(
+        service=where.service or "",
+        agent=where.agent or "",
+        task_type=where.task_type or "",
+        model=where.model or "",
+        environment=where.environment or "",
+    )
+
+
+def _group_key(group_by: str, value: str) -> str:
+    return "" if group_by == "none" else f"{group_by}={value}"
+
+
+def _group_value(key: str) -> str:
+    return key.partition("=")[2]
+
+
+def _ns(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        raise ValueError("the evaluator needs timezone-aware datetimes (e.g. datetime.now(UTC))")
+    return round(moment.timestamp() * 1e6) * 1000
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def incident_id(rule: str, group: str, fired_at_s: float) -> str:
+    """Stable id of an incident: the same in its fired and resolved messages and rows."""
+    digest = hashlib.sha256(f"{rule}\x1f{group}\x1f{_ms(fired_at_s)}".encode())
+    return digest.hexdigest()[:20]
+
+
+def metric_window(metric: str, row: Mapping[str, Any]) -> Window:
+    """The value of ``metric`` in one row of ``task_windows``, and its volume (tasks)."""
+    tasks = int(row["tasks"])
+    if metric == "cost":
+        value = float(row["cost_usd"])
+    elif metric == "cost_per_task":
+        value = float(row["cost_usd"]) / tasks if tasks else 0.0
+    elif metric == "error_rate":
+        value = int(row["failed"]) / tasks if tasks else 0.0
+    elif metric == "escalation_rate":
+        value = int(row["escalated"]) / tasks if tasks else 0.0
+    elif metric == "latency_p95":
+        value = float(row["p95_latency_ms"])
+    elif metric == "tokens":
+        value = float(row["tokens"])
+    else:
+        raise ValueError(f"unknown metric {metric!r}")
+    return Window(value, tasks)
+
+
+def _by_group(rows: Rows) -> dict[str, dict[int, dict[str, Any]]]:
+    groups: dict[str, dict[int, dict[str, Any]]] = {}
+    for row in rows.dicts():
+        groups.setdefault(str(row["group_key"]), {})[int(row["window"])] = row
+    return groups
+
+
+def rule_interval_s(rule: Rule) -> int:
+    """How often ``rule`` is evaluated: once per window, or every minute."""
+    if isinstance(rule, AnomalyRule | ThresholdRule):
+        return rule.window_s
+    if isinstance(rule, NoDataRule):
+        return min(rule.silence_s, _SERVICE_INTERVAL_S)
+    return _SERVICE_INTERVAL_S
+
+
+class Evaluator:
+    """Evaluates ``rules`` over ``store``; keeps each rule and group's alert state between
+    passes (restored from the alerts table on the first pass when recording)."""
+
+    def __init__(
+        self,
+        store: Store,
+        rules: Sequence[Rule] | None = None,
+        *,
+        dispatcher: Dispatcher | None = None,
+        settings: EvaluatorSettings = EvaluatorSettings(),
+    ) -> None:
+        self.store = store
+        self.rules = list(default_rules() if rules is None else rules)
+        self.dispatcher = dispatcher
+        self.settings = settings
+        self._policies: dict[str, Policy] = {r.name: r for r in self.rules}
+        self.states: dict[AlertKey, AlertState] = {}
+        self._last_run: dict[str, float] = {}
+        self._restored = not settings.record
+        self._lock = threading.Lock()
+        self._windows_cache: dict[tuple[int, int, str, q.Scope], tuple[int, Rows]] = {}
+
+    # -- scheduling
+    def due(self, now: datetime) -> list[Rule]:
+        """The rules whose interval has passed since they were last evaluated."""
+        at = now.timestamp()
+        return [
+            r
+            for r in self.rules
+            if r.name not in self._last_run
+            or at - self._last_run[r.name] >= rule_interval_s(r) - 1e-6
+        ]
+
+    def next_due_s(self, now: datetime) -> float:
+        """Seconds from ``now`` until some rule is due (0 when one is)."""
+        at = now.timestamp()
+        waits = [
+            self._last_run[r.name] + rule_interval_s(r) - at if r.name in self._last_run else 0.0
+            for r in self.rules
+        ]
+        return max(0.0, min(waits, default=float(_SERVICE_INTERVAL_S)))
+
+    # -- one pass
+    def evaluate(self, now: datetime, *, only_due: bool = False) -> EvaluationPass:
+        """Evaluate every rule (or those ``due``) at ``now``: verdicts, transitions recorded
+        in the alerts table and handed to the dispatcher."""
+        started = time.perf_counter()
+        with self._lock:
+            self._windows_cache.clear()
+            result = EvaluationPass(at=now)
+            if not self._restored:
+                self._restore(now, result)
+            rules = self.due(now) if only_due else self.rules
+            for rule in rules:
+                self._last_run[rule.name] = now.timestamp()
+                rule_started = time.perf_counter()
+                try:
+                    verdicts = self._verdicts(rule, now)
+                except Exception as exc:  # one rule's failure is reported, not fatal
+                    logger.exception("evaluating alert rule %r failed", rule.name)
+                    result.errors[rule.name] = str(exc) or type(exc).__name__
+                    continue
+                finally:
+                    result.rule_seconds[rule.name] = time.perf_counter() - rule_started
+                result.evaluated.append(rule.name)
+                result.verdicts.extend(self._with_vanished(rule, verdicts))
+            self._transition(result, now)
+            result.seconds = time.perf_counter() - started
+            return result
+
+    def _with_vanished(self, rule: Rule, verdicts: list[Verdict]) -> list[Verdict]:
+        """A firing group of a windowed or budget rule with no data at all any more (its
+        traffic stopped, a new day began) is observed as clear, so it can resolve. Silence and
+        probe alerts keep their state: no data is what they fire on."""
+        if isinstance(rule, NoDataRule | HealthFailureRule):
+            return verdicts
+        seen = {v.group for v in verdicts}
+        for key, state in self.states.items():
+            if key.rule == rule.name and state.status == "firing" and key.group not in seen:
+                verdicts.append(Verdict(rule.name, key.group, False, "no data in the window"))
+        return verdicts
+
+    def _end_ns(self, now: datetime) -> int:
+        return _ns(now) - round(self.settings.settle_s * _NS)
+
+    def _verdicts(self, rule: Rule, now: datetime) -> list[Verdict]:
+        if isinstance(rule, AnomalyRule):
+            return self._anomaly(rule, now)
+        if isinstance(rule, ThresholdRule):
+            return self._threshold(rule, now)
+        if isinstance(rule, DailyBudgetRule):
+            return self._budget(rule, now)
+        if isinstance(rule, NoDataRule):
+            return self._silence(rule, now)
+        return self._health(rule, now)
+
+    def _task_windows(
+        self, now: datetime, window_s: int, windows: int, group_by: q.TaskGroup, where: Where
+    ) -> dict[str, dict[int, dict[str, Any]]]:
+        """``task_windows`` by group and window. Rules of the same window size, grouping and
+        scope share one query per pass (the default cost and error rules do): it returns
+        every metric, and a shorter history is a subset of a longer one."""
+        scope = _scope(where)
+        key = (self._end_ns(now), window_s, group_by, scope)
+        cached = self._windows_cache.get(key)
+        if cached is None or cached[0] < windows:
+            needed = max(windows, *(self._history_needed(window_s, group_by, scope)))
+            rows = q.task_windows(
+                self.store,
+                end_ns=key[0],
+                window_s=window_s,
+                windows=needed,
+                group_by=group_by,
+                scope=scope,
+            )
+            cached = self._windows_cache[key] = (needed, rows)
+        grouped = _by_group(cached[1])
+        return {
+            group: {k: row for k, row in by_window.items() if k < windows}
+            for group, by_window in grouped.items()
+        }
+
+    def _history_needed(self, window_s: int, group_by: str, scope: q.Scope) -> list[int]:
+        """Windows every rule sharing this query shape needs, so the first query serves all."""
+        needed = [1]
+        for rule in self.rules:
+            if (
+                isinstance(rule, AnomalyRule | ThresholdRule)
+                and rule.window_s == window_s
+                and rule.group_by == group_by
+                and _scope(rule.where) == scope
+            ):
+                needed.append(rule.baseline_windows + 1 if isinstance(rule, AnomalyRule) else 1)
+        return needed
+
+    def _anomaly(self, rule: AnomalyRule, now: datetime) -> list[Verdict]:
+        by_group = self._task_windows(
+            now, rule.window_s, rule.baseline_windows + 1, rule.group_by, rule.where
+        )
+        verdicts = []
+        for group, windows in by_group.items():
+            empty = Window(0.0, 0)
+            current = metric_window(rule.metric, windows[0]) if 0 in windows else empty
+            history = [
+                metric_window(rule.metric, windows[k]) if k in windows else empty
+                for k in range(rule.baseline_windows, 0, -1)
+            ]
+            decision = is_anomalous(
+                current,
+                history,
+                min_volume=rule.min_volume,
+                threshold=rule.threshold,
+                direction=rule.direction,
+                proportion=rule.proportion,
+                relative_floor=rule.relative_floor,
+                min_delta=rule.min_delta,
+            )
+            finding = anomaly_finding(decision, rule.metric)
+            verdicts.append(
+                Verdict(
+                    rule.name,
+                    _group_key(rule.group_by, group),
+                    finding.breaching,
+                    finding.summary,
+                    metric=rule.metric,
+                    value=decision.current,
+                    baseline=decision.baseline,
+                    score=decision.score,
+                    volume=decision.volume,
+                )
+            )
+        return verdicts
+
+    def _threshold(self, rule: ThresholdRule, now: datetime) -> list[Verdict]:
+        by_group = self._task_windows(now, rule.window_s, 1, rule.group_by, rule.where)
+        verdicts = []
+        for group, windows in by_group.items():
+            if 0 not in windows:
+                continue
+            current = metric_window(rule.metric, windows[0])
+            finding = threshold_finding(
+                rule.metric, current, rule.op, rule.value, min_volume=rule.min_volume
+            )
+            verdicts.append(
+                Verdict(
+                    rule.name,
+                    _group_key(rule.group_by, group),
+                    finding.breaching,
+                    finding.summary,
+                    metric=rule.metric,
+                    value=current.value,
+                    baseline=rule.value,
+                    volume=current.volume,
+                )
+            )
+        return verdicts
+
+    def _budget_start(self, rule: DailyBudgetRule, now: datetime) -> datetime:
+        local = now.astimezone(ZoneInfo(rule.timezone))
+        return local.replace(hour=0, minute=0, second=0, microsecond=0)
+
+    def _budget(self, rule: DailyBudgetRule, now: datetime) -> list[Verdict]:
+        rows = q.spend(
+            self.store,
+            start_ns=_ns(self._budget_start(rule, now)),
+            end_ns=_ns(now),
+            group_by=rule.group_by,
+            scope=_scope(rule.where),
+        )
+        verdicts = []
+        for row in rows.dicts():
+            spent = float(row["cost_usd"] or 0.0)
+            finding = budget_finding(spent, rule.budget_usd)
+            verdicts.append(
+                Verdict(
+                    rule.name,
+                    _group_key(rule.group_by, str(row["group_key"])),
+                    finding.breaching,
+                    finding.summary,
+                    metric="spend_today",
+                    value=spent,
+                    baseline=rule.budget_usd,
+                )
+            )
+        return verdicts
+
+    def _silence(self, rule: NoDataRule, now: datetime) -> list[Verdict]:
+        rows = q.span_activity(
+            self.store,
+            end_ns=self._end_ns(now),
+            window_s=rule.silence_s,
+            windows=rule.baseline_windows + 1,
+            group_by=rule.group_by,
+            scope=_scope(rule.where),
+        )
+        verdicts = []
+        for row in rows.dicts():
+            spans = int(row["current_spans"])
+            finding = silence_finding(
+                spans,
+                int(row["active_windows"]),
+                baseline_windows=rule.baseline_windows,
+                min_active_windows=rule.min_active_windows,
+            )
+            summary = finding.summary
+            if spans == 0:
+                last = datetime.fromtimestamp(int(row["last_seen_ns"]) / _NS, UTC)
+                summary += f"; last span at {last.isoformat(timespec='seconds')}"
+            verdicts.append(
+                Verdict(
+                    rule.name,
+                    _group_key(rule.group_by, str(row["group_key"])),
+                    finding.breaching,
+                    summary,
+                    metric="spans",
+                    value=float(spans),
+                    volume=spans,
+                )
+            )
+        return verdicts
+
+    def _health(self, rule: HealthFailureRule, now: datetime) -> list[Verdict]:
+        end_ns = _ns(now)
+        rows = q.health_runs(
+            self.store,
+            start_ns=end_ns - self.settings.health_lookback_s * _NS,
+            end_ns=end_ns,
+            runs=rule.consecutive_failures,
+            check=rule.check or "",
+            scope=_scope(rule.where),
+        )
+        verdicts = []
+        for row in rows.dicts():
+            passed = [bool(p) for p in row["passed"]]  # newest first
+            finding = health_finding(
+                list(reversed(passed)), consecutive_failures=rule.consecutive_failures
+            )
+            summary = finding.summary
+            if passed and not passed[0]:
+                expectation, reason = row["failed_expectations"][0], row["reasons"][0]
+                if expectation or reason:
+                    summary += f": {expectation}" + (f" ({reason})" if reason else "")
+            failing = tuple(t for t, p in zip(row["trace_ids"], passed, strict=True) if not p)
+            verdicts.append(
+                Verdict(
+                    rule.name,
+                    f"check={row['check']}",
+                    finding.breaching,
+                    summary,
+                    metric="health",
+                    value=float(passed[0]) if passed else None,
+                    trace_ids=failing[: self.settings.trace_links],
+                )
+            )
+        return verdicts
+
+    # -- transitions, traces, records
+    def _transition(self, result: EvaluationPass, now: datetime) -> None:
+        at = now.timestamp()
+        observations = [
+            Observation(AlertKey(v.rule, v.group), v.breaching, at, v.summary)
+            for v in result.verdicts
+        ]
+        self.states, transitions = step(self.states, observations, self._policies)
+        verdicts = {(v.rule, v.group): v for v in result.verdicts}
+        rules = {r.name: r for r in self.rules}
+        for transition in transitions:
+            verdict = verdicts[(transition.key.rule, transition.key.group)]
+            rule = rules[transition.key.rule]
+            trace_ids = verdict.trace_ids
+            if transition.kind == "fired" and not trace_ids:
+                trace_ids = self._traces(rule, verdict, now, result)
+            result.alerts.append(self._alert(rule, transition, verdict, trace_ids))
+        if result.alerts and self.settings.record:
+            try:
+                q.record_alerts(self.store, [_row(a) for a in result.alerts])
+            except Exception as exc:  # notifications still go out
+                logger.exception("recording %d alert state changes failed", len(result.alerts))
+                result.errors["record"] = str(exc) or type(exc).__name__
+        if self.dispatcher is not None:
+            for alert in result.alerts:
+                if alert.notify:
+                    self.dispatcher.submit(alert)
+
+    def _traces(
+        self, rule: Rule, verdict: Verdict, now: datetime, result: EvaluationPass
+    ) -> tuple[str, ...]:
+        """A few traces that show what the alert is about; none when that query fails."""
+        limit = self.settings.trace_links
+        group = _group_value(verdict.group)
+        try:
+            if isinstance(rule, AnomalyRule | ThresholdRule):
+                end_ns = self._end_ns(now)
+                found = q.offending_traces(
+                    self.store,
+                    metric=rule.metric,
+                    start_ns=end_ns - rule.window_s * _NS,
+                    end_ns=end_ns,
+                    group_by=rule.group_by,
+                    group=group,
+                    scope=_scope(rule.where),
+                    limit=limit,
+                )
+            elif isinstance(rule, DailyBudgetRule):
+                found = q.offending_traces(
+                    self.store,
+                    metric="cost",
+                    start_ns=_ns(self._budget_start(rule, now)),
+                    end_ns=_ns(now),
+                    group_by=rule.group_by,
+                    group=group,
+                    scope=_scope(rule.where),
+                    limit=limit,
+                )
+            elif isinstance(rule, NoDataRule):
+                end_ns = self._end_ns(now)
+                found = q.latest_traces(
+                    self.store,
+                    start_ns=end_ns - (rule.baseline_windows + 1) * rule.silence_s * _NS,
+                    end_ns=end_ns,
+                    group_by=rule.group_by,
+                    group=group,
+                    scope=_scope(rule.where),
+                    limit=limit,
+                )
+            else:
+                found = []
+        except Exception as exc:  # an alert without links beats no alert
+            logger.exception("finding the traces of alert %r failed", rule.name)
+            result.errors[f"{rule.name}: traces"] = str(exc) or type(exc).__name__
+            return ()
+        return tuple(found)
+
+    def _links(self, trace_ids: Iterable[str]) -> tuple[str, ...]:
+        base = self.settings.dashboard_url
+        if not base:
+            return ()
+        base = base.rstrip("/")
+        return tuple(f"{base}/traces?trace_id={quote(t, safe='')}" for t in trace_ids)
+
+    def _alert(
+        self, rule: Rule, transition: Transition, verdict: Verdict, trace_ids: tuple[str, ...]
+    ) -> Alert:
+        fired = transition.kind == "fired"
+        return Alert(
+            incident_id=incident_id(rule.name, transition.key.group, transition.since),
+            event=transition.kind,
+            rule=rule.name,
+            kind=rule.kind,
+            severity=rule.severity,
+            summary=transition.summary,
+            at=datetime.fromtimestamp(transition.at, UTC),
+            fired_at=datetime.fromtimestamp(transition.since, UTC),
+            group=transition.key.group,
+            metric=verdict.metric,
+            value=verdict.value,
+            baseline=verdict.baseline,
+            score=verdict.score,
+            trace_ids=trace_ids if fired else (),
+            links=self._links(trace_ids) if fired else (),
+            notify=transition.notify,
+        )
+
+    # -- restart
+    def _restore(self, now: datetime, result: EvaluationPass) -> None:
+        """Pick up incidents still firing and the last notifications from the alerts table,
+        so a restart neither re-notifies nor leaves incidents open forever. Incidents of
+        rules no longer configured are resolved."""
+        self._restored = True
+        longest = max((r.cooldown_s for r in self.rules), default=0)
+        try:
+            active = q.active_alerts(self.store, limit=1000).dicts()
+            notified = q.last_notifications(
+                self.store, since_ms=_ms(now.timestamp() - longest)
+            ).dicts()
+        except Exception as exc:  # start with a clean slate, say so
+            logger.exception("restoring alert states from the alerts table failed")
+            result.errors["restore"] = str(exc) or type(exc).__name__
+            return
+        states: dict[AlertKey, AlertState] = {}
+        for row in notified:
+            key = AlertKey(str(row["rule"]), str(row["group_key"]))
+            states[key] = AlertState(last_notified_at=int(row["last_notified_ms"]) / 1000)
+        orphans: list[Alert] = []
+        for row in active:
+            key = AlertKey(str(row["rule"]), str(row["group_key"]))
+            fired_at = int(row["fired_at_ms"]) / 1000
+            policy = self._policies.get(key.rule)
+            if policy is None:
+                orphans.append(_orphan(row, now))
+                continue
+            previous = states.get(key, AlertState())
+            states[key] = replace(
+                previous,
+                status="firing",
+                breaches=policy.fire_after,
+                since=fired_at,
+                summary=str(row["summary"]),
+                notified=bool(row["notified"]),
+            )
+        self.states = states
+        if orphans:
+            try:
+                q.record_alerts(self.store, [_row(a) for a in orphans])
+            except Exception as exc:  # they are resolved next time
+                logger.exception("resolving alerts of removed rules failed")
+                result.errors["restore"] = str(exc) or type(exc).__name__
+
+
+def _orphan(row: Mapping[str, Any], now: datetime) -> Alert:
+    return Alert(
+        incident_id=str(row["incident_id"]),
+        event="resolved",
+        rule=str(row["rule"]),
+        kind=str(row["kind"]),
+        severity=str(row["severity"]),
+        summary="the rule is no longer configured",
+        at=now,
+        fired_at=datetime.fromtimestamp(int(row["fired_at_ms"]) / 1000, UTC),
+        group=str(row["group_key"]),
+        metric=str(row["metric"]),
+        notify=False,
+    )
+
+
+def _row(alert: Alert) -> q.AlertRow:
+    at_ms = _ms(alert.at.timestamp())
+    return q.AlertRow(
+        incident_id=alert.incident_id,
+        rule=alert.rule,
+        kind=alert.kind,
+        severity=alert.severity,
+        metric=alert.metric,
+        group_key=alert.group,
+        state="firing" if alert.event == "fired" else "resolved",
+        fired_at_ms=_ms(alert.fired_at.timestamp()),
+        resolved_at_ms=None if alert.event == "fired" else at_ms,
+        updated_at_ms=at_ms,
+        value=alert.value,
+        baseline=alert.baseline,
+        score=alert.score,
+        summary=alert.summary,
+        trace_ids=alert.trace_ids,
+        links=alert.links,
+        notified=alert.notify,
+    )
+
+
+# --- running it ---------------------------------------------------------------------------------
+def demo_rules() -> list[Rule]:
+    """The default rules with 30-second windows and a 5-minute baseline (10 windows), for
+    ``agentwatch up --demo``: its fleet runs ~1 refund task a second and multiplies refund
+    cost x5 and errors x10 from minute 3 to minute 5, so the spike alerts fire within a
+    minute of the spike starting and resolve within a minute of its end. A baseline longer
+    than the spike keeps the spike from becoming its own baseline."""
+    rules: list[Rule] = []
+    for rule in default_rules():
+        if isinstance(rule, AnomalyRule):
+            rule = rule.model_copy(
+                update={"window_s": 30, "baseline_windows": 10, "min_volume": 10}
+            )
+        rules.append(rule)
+    return rules
+
+
+class AlertService:
+    """An evaluator on a background thread: each rule evaluated once per interval, at the
+    real time. ``stop`` ends the loop and closes the dispatcher (delivering what is queued)."""
+
+    def __init__(
+        self,
+        evaluator: Evaluator,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_pass: Callable[[EvaluationPass], None] | None = None,
+    ) -> None:
+        self.evaluator = evaluator
+        self._clock = clock
+        self._on_pass = on_pass
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="agentwatch-alerts", daemon=True)
+        self.passes = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            now = self._clock()
+            try:
+                result = self.evaluator.evaluate(now, only_due=True)
+            except Exception:  # the loop outlives any one pass
+                logger.exception("an alert evaluation pass failed")
+            else:
+                self.passes += 1
+                if self._on_pass is not None:
+                    self._on_pass(result)
+            wait = self.evaluator.next_due_s(self._clock())
+            self._stop.wait(max(wait, 1.0))  # until the next rule is due
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+        if self.evaluator.dispatcher is not None:
+            self.evaluator.dispatcher.close(timeout_s)
