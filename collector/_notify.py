@@ -330,7 +330,8 @@ class DeliveryStats:
 class _Channel:
     notifier: Notifier
     retry: RetryPolicy
-    queue: queue.Queue[Alert]
+    queue: queue.Queue[Alert | None]
+    """Alerts to deliver; ``None`` wakes the worker to stop."""
     stats: DeliveryStats = field(default_factory=DeliveryStats)
     stop: threading.Event = field(default_factory=threading.Event)
     idle: threading.Condition = field(default_factory=threading.Condition)
@@ -339,12 +340,12 @@ class _Channel:
 
     def run(self) -> None:
         while True:
-            try:
-                alert = self.queue.get(timeout=0.5)
-            except queue.Empty:
-                if self.stop.is_set():
-                    return
-                continue
+            alert = self.queue.get()
+            if alert is None:
+                with self.idle:
+                    self.queue.task_done()
+                    self.idle.notify_all()
+                return
             with self.idle:
                 self.busy = True
             try:
@@ -450,7 +451,23 @@ class Dispatcher:
         flushed = self.flush(timeout_s)
         for channel in self._channels:
             channel.stop.set()
+            _put_stop(channel.queue)
         for channel in self._channels:
             if channel.thread is not None:
                 channel.thread.join(timeout=max(1.0, timeout_s))
         return flushed
+
+
+def _put_stop(pending: queue.Queue[Alert | None]) -> None:
+    """Wake a worker to stop, making room by dropping what is still queued if need be (close
+    has already waited for it as long as it was allowed to)."""
+    while True:
+        try:
+            pending.put_nowait(None)
+            return
+        except queue.Full:
+            try:
+                pending.get_nowait()
+                pending.task_done()
+            except queue.Empty:
+                pass
