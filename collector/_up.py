@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from agentwatch.collector._alerts import AlertOptions, AlertService, start_alert_service
 from agentwatch.collector._app import Collector, CollectorConfig
 
 logger = logging.getLogger("agentwatch.up")
@@ -116,8 +117,16 @@ def run_up(
     dashboard_port: int = 8501,
     demo: bool = False,
     schedule: DemoSchedule | None = None,
+    alerts: AlertOptions | None = None,
 ) -> int:
-    """Start everything, print the URLs, and run until SIGINT/SIGTERM."""
+    """Start everything, print the URLs, and run until SIGINT/SIGTERM.
+
+    The alert evaluator runs in this process, on the store the collector owns (embedded chDB
+    admits one process), and prints alerts here. With ``--demo`` and no rule file it uses
+    ``demo_rules()``: 30-second windows and a 5-minute baseline, so the demo's spike (from
+    minute 3 to 5) fires within a minute."""
+    alert_options = alerts or AlertOptions()
+    rules = alert_options.rules(demo=demo) if alert_options.enabled else []
     collector = Collector(config)
     done = threading.Event()
 
@@ -127,6 +136,7 @@ def run_up(
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     dashboard: subprocess.Popen[bytes] | None = None
     runner: DemoRunner | None = None
+    alerting: AlertService | None = None
     try:
         collector.start()
         urls = collector.urls()
@@ -139,6 +149,10 @@ def run_up(
         if demo:
             runner = DemoRunner(urls["otlp_http"], schedule or DemoSchedule())
             runner.start()
+        if rules:
+            alerting = start_alert_service(
+                collector.store, rules, alert_options, dashboard_url=urls.get("dashboard")
+            )
         print("agentwatch is up:", flush=True)
         for name, url in urls.items():
             print(f"  {name:16} {url}", flush=True)
@@ -152,6 +166,8 @@ def run_up(
     finally:
         if runner is not None:
             runner.stop()
+        if alerting is not None:
+            alerting.stop()
         if dashboard is not None and dashboard.poll() is None:
             dashboard.terminate()
             try:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, TypeAlias
 from agentwatch._errors import AgentwatchError
 
 if TYPE_CHECKING:
+    from agentwatch.collector._alerts import AlertOptions
     from agentwatch.collector._app import CollectorConfig
 
     Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -122,6 +123,7 @@ def _add_up(sub: Subparsers) -> None:
     parser.add_argument(
         "--demo-rate", type=float, default=4.0, help="demo tickets per second (default: 4)"
     )
+    _alert_arguments(parser, service=True)
     parser.set_defaults(handler=_run_up)
 
 
@@ -132,8 +134,114 @@ def _run_up(args: argparse.Namespace) -> int:
         _collector_config(args),
         dashboard_port=args.dashboard_port,
         demo=args.demo,
+        alerts=_alert_options(args),
         schedule=DemoSchedule(tickets_per_s=args.demo_rate),
     )
+
+
+def _alert_arguments(parser: argparse.ArgumentParser, *, service: bool = False) -> None:
+    parser.add_argument(
+        "--rules",
+        default=None,
+        metavar="FILE",
+        help="alert rules (TOML); default: cost and error spikes per task type, silent agents, "
+        "failing health checks",
+    )
+    parser.add_argument(
+        "--webhook",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="POST each alert as JSON to URL (repeatable)",
+    )
+    parser.add_argument(
+        "--slack-webhook",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="post each alert to this Slack incoming webhook (repeatable)",
+    )
+    parser.add_argument(
+        "--dashboard-url",
+        default=None,
+        metavar="URL",
+        help="link alerts to their traces as URL/traces?trace_id=..."
+        + (" (default: the dashboard started here)" if service else ""),
+    )
+    if service:
+        parser.add_argument("--no-alerts", action="store_true", help="do not evaluate alerts")
+
+
+def _alert_options(args: argparse.Namespace) -> AlertOptions:
+    from pathlib import Path
+
+    from agentwatch.collector._alerts import AlertOptions
+
+    return AlertOptions(
+        rules_file=Path(args.rules) if args.rules else None,
+        webhooks=tuple(args.webhook),
+        slack_webhooks=tuple(args.slack_webhook),
+        dashboard_url=args.dashboard_url,
+        enabled=not getattr(args, "no_alerts", False),
+    )
+
+
+def _add_alerts(sub: Subparsers) -> None:
+    parser = sub.add_parser(
+        "alerts",
+        help="evaluate alert rules over stored spans and send notifications",
+        description="Evaluate alert rules (--rules, or the defaults) over the stored spans once "
+        "per window, record firing and resolved incidents in the alerts table and notify the "
+        "console and any --webhook / --slack-webhook. --once checks once, prints what breaches "
+        "and exits 1 if anything does (records and sends nothing). `agentwatch up` runs the "
+        "evaluator itself; use this command with a ClickHouse server, or with the embedded "
+        "collector's read-only endpoint (--clickhouse-url http://127.0.0.1:8123), where alerts "
+        "cannot be recorded.",
+    )
+    parser.add_argument(
+        "--clickhouse-url",
+        default=os.environ.get("AGENTWATCH_CLICKHOUSE_URL"),
+        help="http://user:pass@host:8123/db of a ClickHouse server or a collector's query "
+        "endpoint (default: the embedded store under --data-dir, if no collector holds it)",
+    )
+    parser.add_argument("--data-dir", default=".agentwatch", help="embedded store directory")
+    _alert_arguments(parser)
+    parser.add_argument(
+        "--once", action="store_true", help="check once, print, exit 1 if anything breaches"
+    )
+    parser.set_defaults(handler=_run_alerts)
+
+
+def _run_alerts(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+    from pathlib import Path
+
+    from agentwatch.collector._alerts import run_command
+
+    if args.once and (args.webhook or args.slack_webhook):
+        print(
+            "agentwatch: error: --once only prints; webhooks are for the running evaluator",
+            file=sys.stderr,
+        )
+        return 2
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        return run_command(
+            _alert_options(args),
+            clickhouse_url=args.clickhouse_url,
+            data_dir=Path(args.data_dir),
+            once=args.once,
+            out=sys.stdout,
+            err=sys.stderr,
+            stop=stop,
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _add_health(sub: Subparsers) -> None:
@@ -185,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_collector(sub)
     _add_up(sub)
     _add_health(sub)
+    _add_alerts(sub)
     return parser
 
 

@@ -373,6 +373,15 @@ def latest_traces(
     return [str(row[0]) for row in store.query(_LATEST_SQL, params).rows]
 
 
+_READABLE_SQL: Final = f"SELECT count() FROM (SELECT 1 FROM {_T} LIMIT 1)"
+
+
+def check_readable(store: Store) -> None:
+    """Raise ``StorageError`` unless the span table can be read (an evaluator that cannot
+    write may still read)."""
+    store.query(_READABLE_SQL, {"db": store.database})
+
+
 # --- the alerts table ---------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class AlertRow:
