@@ -29,6 +29,8 @@ class DemoSchedule:
     spike_task_type: str = "refund"
     cost_factor: float = 5.0
     error_factor: float = 10.0
+    # Stop after this many tickets (flushed, then idle until Ctrl-C); None runs until stopped.
+    tickets: int | None = None
 
 
 def dashboard_app_path() -> Path | None:
@@ -82,7 +84,7 @@ class DemoRunner:
         self._thread.start()
 
     def _run(self) -> None:
-        from agentwatch._config import configure, shutdown
+        from agentwatch._config import configure, force_flush, shutdown
         from agentwatch._demo import DemoFleet
 
         configure(service_name="demo-support-fleet", endpoint=self.endpoint, environment="demo")
@@ -90,8 +92,17 @@ class DemoRunner:
         schedule = self.schedule
         started = time.monotonic()
         interval = 1.0 / schedule.tickets_per_s if schedule.tickets_per_s > 0 else 1.0
+        handled = 0
         try:
             while not self._stop.is_set():
+                if schedule.tickets is not None and handled >= schedule.tickets:
+                    flushed = force_flush()
+                    print(
+                        f"demo: {handled} tickets sent{'' if flushed else ' (flush timed out)'}",
+                        flush=True,
+                    )
+                    self._stop.wait()
+                    break
                 elapsed = time.monotonic() - started
                 spiking = (
                     schedule.spike_after_s
@@ -102,6 +113,7 @@ class DemoRunner:
                 fleet.cost_boost[task] = schedule.cost_factor if spiking else 1.0
                 fleet.error_boost[task] = schedule.error_factor if spiking else 1.0
                 fleet.handle_ticket(fleet.pick_profile())
+                handled += 1
                 self._stop.wait(interval)  # paces the simulated traffic
         finally:
             shutdown()

@@ -123,6 +123,13 @@ def _add_up(sub: Subparsers) -> None:
     parser.add_argument(
         "--demo-rate", type=float, default=4.0, help="demo tickets per second (default: 4)"
     )
+    parser.add_argument(
+        "--demo-tickets",
+        type=int,
+        default=None,
+        metavar="N",
+        help="send N demo tickets, then idle (default: run until stopped)",
+    )
     _alert_arguments(parser, service=True)
     parser.set_defaults(handler=_run_up)
 
@@ -135,7 +142,7 @@ def _run_up(args: argparse.Namespace) -> int:
         dashboard_port=args.dashboard_port,
         demo=args.demo,
         alerts=_alert_options(args),
-        schedule=DemoSchedule(tickets_per_s=args.demo_rate),
+        schedule=DemoSchedule(tickets_per_s=args.demo_rate, tickets=args.demo_tickets),
     )
 
 
