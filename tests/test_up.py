@@ -1,0 +1,80 @@
+"""``agentwatch up --demo`` end to end, as a user runs it: a real process on free ports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agentwatch.storage._store import ServerStore
+
+from .up_process import (
+    Up,
+    agentwatch_up,
+    children,
+    http_get,
+    port_is_free,
+    process_exists,
+    wait_until,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def stored_tasks(up: Up) -> int:
+    """Agent runs stored so far, read through the collector's query endpoint."""
+    store = ServerStore(up.query_url, connect_timeout_s=2.0)
+    try:
+        return int(
+            store.query(
+                "SELECT count() FROM {db:Identifier}.otel_traces WHERE Operation = 'invoke_agent'",
+                {"db": store.database},
+            ).scalar()
+        )
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    with agentwatch_up(tmp_path_factory.mktemp("up"), "--demo", "--demo-rate", "20") as up:
+        up.wait_until_ready()
+        yield up
+
+
+def test_up_prints_the_url_of_every_service(running: Up) -> None:
+    running.wait_for_line("Press Ctrl-C to stop.", timeout=30)
+    printed = running.output
+    for name, port in (
+        ("otlp_http", running.ports["http"]),
+        ("otlp_grpc", running.ports["grpc"]),
+        ("clickhouse_http", running.ports["query"]),
+        ("dashboard", running.ports["dashboard"]),
+    ):
+        assert any(line.split() == [name, f"http://127.0.0.1:{port}"] for line in running.lines), (
+            printed
+        )
+
+
+def test_demo_agents_data_reaches_the_store(running: Up) -> None:
+    wait_until(lambda: stored_tasks(running) >= 5, timeout=30, what="demo tasks in the store")
+
+
+def test_dashboard_serves_its_page(running: Up) -> None:
+    page = http_get(running.dashboard_url)
+    assert page is not None
+    assert "<title>Streamlit</title>" in page or "streamlit" in page.lower()
+
+
+def test_ctrl_c_stops_collector_dashboard_and_demo(tmp_path: Path) -> None:
+    with agentwatch_up(tmp_path, "--demo", "--demo-rate", "20") as up:
+        up.wait_until_ready()
+        wait_until(lambda: stored_tasks(up) > 0, timeout=30, what="demo tasks in the store")
+        dashboards = children(up.process.pid)
+        assert len(dashboards) == 1, dashboards  # the Streamlit server
+        assert up.interrupt() == 0, up.output
+        assert up.lines[-1] == "agentwatch stopped.", up.output
+        assert not process_exists(dashboards[0])
+        for name, port in up.ports.items():
+            assert port_is_free(port), f"{name} port {port} still bound"
