@@ -1,0 +1,200 @@
+"""A real browser on a real ``agentwatch up --demo``: every page renders in headless Chromium
+and shows the numbers that are in the store.
+
+``agentwatch up`` runs as a subprocess on free ports with a fixed number of demo tickets, so
+the store stops changing once the demo says it is done; the expected values are then read
+from the store through the collector's query endpoint (clickhouse-connect, as the dashboard
+reads it) with the same query functions and the dashboard's own formatting. One value is also
+known independently: the number of tasks is the number of tickets the demo sent.
+
+Screenshots of every page go to ``test-artifacts/`` at the repository root.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from agentwatch.dashboards import _format as fmt
+from agentwatch.dashboards import _views
+from agentwatch.storage import _queries as q
+from agentwatch.storage._queries import Filters
+from agentwatch.storage._store import ServerStore
+from tests.up_process import Up, agentwatch_up
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+TICKETS = 60
+TIMEOUT_MS = 30_000
+
+if not CHROMIUM.exists() and not os.environ.get("CI"):
+    pytest.skip(
+        f"{CHROMIUM} is not installed (apt-get install chromium chromium-driver); "
+        ".ci/run installs it in CI",
+        allow_module_level=True,
+    )
+
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the store holds once the demo is done, read through the query endpoint."""
+
+    tiles: dict[str, str]  # Overview tile label -> value, formatted as the dashboard does
+    overview: q.Overview
+    cost: q.CostSummary
+    decisions: q.ThresholdSummary
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    data_dir = tmp_path_factory.mktemp("browser-up")
+    args = ("--demo", "--demo-rate", "50", "--demo-tickets", str(TICKETS))
+    with agentwatch_up(data_dir, *args) as running:
+        running.wait_until_ready()
+        # Flushed after the last ticket; the collector acknowledges only committed spans.
+        running.wait_for_line(f"demo: {TICKETS} tickets sent", timeout=60)
+        yield running
+        assert running.interrupt() == 0, running.output
+
+
+@pytest.fixture(scope="module")
+def expected(up: Up) -> Expected:
+    store = ServerStore(up.query_url)
+    try:
+        # Everything the demo sent is in the last hour, the dashboard's default range, and the
+        # hour before it is empty (a fresh store): no trends.
+        f = Filters.last(timedelta(hours=1))
+        overview, previous = q.overview(store, f), q.overview(store, f.previous())
+        assert previous.tasks == 0
+        tiles = fmt.overview_tiles(overview, previous, fmt.Targets())
+        return Expected(
+            tiles={tile.label: tile.value for tile in tiles},
+            overview=overview,
+            cost=q.cost_summary(store, f),
+            decisions=q.threshold_summary(q.threshold_explorer(store, f), 0.0),
+        )
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser: Browser, up: Up) -> Iterator[Page]:
+    # Tall enough that each page fits its screenshot (Streamlit scrolls inside its own frame).
+    tab = browser.new_page(viewport={"width": 1400, "height": 2600})
+    tab.set_default_timeout(TIMEOUT_MS)
+    tab.goto(up.dashboard_url)
+    yield tab
+    tab.close()
+
+
+def open_page(page: Page, title: str) -> None:
+    """Click the page's link in the sidebar navigation and wait for its title."""
+    page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
+    expect(page.locator("h1")).to_have_text(title)
+
+
+def tile(page: Page, label: str) -> Locator:
+    """The value of the metric tile labelled ``label``."""
+    label_is = re.compile(f"^{re.escape(label)}$")
+    tiles = page.locator('[data-testid="stMetric"]').filter(
+        has=page.locator('[data-testid="stMetricLabel"]', has_text=label_is)
+    )
+    return tiles.locator('[data-testid="stMetricValue"]')
+
+
+def expect_tiles(page: Page, values: dict[str, str]) -> None:
+    """Exactly these tiles, showing these values (waiting while the page renders)."""
+    expect(page.locator('[data-testid="stMetric"]')).to_have_count(len(values))
+    for label, value in values.items():
+        expect(tile(page, label)).to_have_text(value)
+
+
+def charts(page: Page) -> Locator:
+    return page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot')
+
+
+def screenshot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"))
+
+
+# --- the pages ------------------------------------------------------------------------------------
+def test_overview_shows_the_stores_kpis_and_its_charts(page: Page, expected: Expected) -> None:
+    open_page(page, "Overview")
+    assert expected.tiles["Tasks"] == str(TICKETS)  # one task per ticket the demo sent
+    expect_tiles(page, expected.tiles)
+    expect(charts(page)).to_have_count(4)
+    expect(page.locator('[data-testid="stDataFrame"]')).to_have_count(1)  # tool usage
+    screenshot(page, "overview")
+
+
+def test_cost_page_shows_the_stores_spend(page: Page, expected: Expected) -> None:
+    open_page(page, "Cost")
+    cost = expected.cost
+    assert cost.tasks == TICKETS
+    expect_tiles(
+        page,
+        {
+            "Total spend": fmt.usd(cost.cost_usd),
+            "Cost per task": fmt.usd(cost.cost_per_task),
+            "Cost per successful task": fmt.usd(cost.cost_per_successful_task),
+            "Spend in the top 5% of tasks": fmt.pct(cost.top_share),
+            "Unpriced model calls": fmt.count(cost.unpriced_calls),
+        },
+    )
+    expect(charts(page)).to_have_count(2)  # by model, by task type
+    screenshot(page, "cost")
+
+
+def test_decisions_page_shows_the_stores_decisions(page: Page, expected: Expected) -> None:
+    open_page(page, "Decisions & confidence")
+    decisions = expected.decisions
+    assert decisions.decisions > 0
+    expect(tile(page, "Decisions")).to_have_text(fmt.count(decisions.decisions))
+    expect(tile(page, "With feedback")).to_have_text(fmt.count(decisions.auto_with_feedback))
+    expect(tile(page, "Correct per feedback")).to_have_text(fmt.pct(decisions.auto_accuracy))
+    expect(charts(page)).to_have_count(3)  # calibration, threshold curve, confidence by type
+    screenshot(page, "decisions")
+
+
+def test_traces_page_lists_every_task_and_draws_the_newest(page: Page, expected: Expected) -> None:
+    open_page(page, "Traces")
+    caption = f"{expected.overview.tasks} tasks, newest first (at most 200)."
+    expect(page.get_by_text(caption, exact=True)).to_be_visible()
+    expect(charts(page)).to_have_count(1)  # the chosen trace's waterfall
+    expect(page.locator("h3", has_text=re.compile(r"^Trace [0-9a-f]{32}$"))).to_have_count(1)
+    screenshot(page, "traces")
+
+
+def test_health_page_shows_its_empty_state(page: Page) -> None:
+    open_page(page, "Health & alerts")
+    expect(page.get_by_text(_views.HEALTH_LATER, exact=True)).to_be_visible()
+    screenshot(page, "health")
