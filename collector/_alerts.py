@@ -701,17 +701,18 @@ def _row(alert: Alert) -> q.AlertRow:
 
 # --- running it ---------------------------------------------------------------------------------
 def demo_rules() -> list[Rule]:
-    """The default rules with 30-second windows and a 5-minute baseline (10 windows), for
-    ``agentwatch up --demo``: its fleet runs ~1 refund task a second and multiplies refund
-    cost x5 and errors x10 from minute 3 to minute 5, so the spike alerts fire within a
-    minute of the spike starting and resolve within a minute of its end. A baseline longer
-    than the spike keeps the spike from becoming its own baseline."""
+    """The default rules with 1-minute windows and a 10-minute baseline, for
+    ``agentwatch up --demo``. Its fleet runs ~1 refund task a second among 4 and, from
+    minute 3 to minute 5, multiplies refund cost x5 and tool errors x10 (refund failures go
+    from ~15% to ~60%): both spike alerts fire about a minute after the spike starts (once 3
+    windows of history exist, a baseline can be judged) and resolve about two minutes after
+    it ends. Shorter windows hold too few tasks for a 15% failure rate to be told from noise
+    at the default threshold; a baseline longer than the spike keeps the spike from becoming
+    its own baseline."""
     rules: list[Rule] = []
     for rule in default_rules():
         if isinstance(rule, AnomalyRule):
-            rule = rule.model_copy(
-                update={"window_s": 30, "baseline_windows": 10, "min_volume": 10}
-            )
+            rule = rule.model_copy(update={"window_s": 60, "baseline_windows": 10})
         rules.append(rule)
     return rules
 
