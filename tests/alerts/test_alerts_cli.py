@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from agentwatch._cli import main
+from agentwatch.collector._alert_rules import parse_rules
 from agentwatch.collector._alerts import AlertOptions, run_command
 from agentwatch.collector._notify import RetryPolicy
 from agentwatch.collector._query_endpoint import QueryEndpoint
@@ -156,3 +157,10 @@ def test_against_a_writable_server_the_evaluator_records_incidents(
         "health check failing",
         "check=refund-policy",
     )
+
+
+def test_the_readme_rule_file_example_is_valid() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    example = readme.split("### Alerts", 1)[1].split("```toml", 1)[1].split("```", 1)[0]
+    names = [rule.name for rule in parse_rules(example, source="README.md")]
+    assert names[-2:] == ["refund cost per task", "daily spend"]
