@@ -288,9 +288,12 @@ class Evaluator:
         if isinstance(rule, NoDataRule | HealthFailureRule):
             return verdicts
         seen = {v.group for v in verdicts}
+        metric = rule.metric if isinstance(rule, AnomalyRule | ThresholdRule) else "spend_today"
         for key, state in self.states.items():
             if key.rule == rule.name and state.status == "firing" and key.group not in seen:
-                verdicts.append(Verdict(rule.name, key.group, False, "no data in the window"))
+                verdicts.append(
+                    Verdict(rule.name, key.group, False, "no data in the window", metric=metric)
+                )
         return verdicts
 
     def _end_ns(self, now: datetime) -> int:

@@ -55,8 +55,9 @@ _NS: Final = 1_000_000_000
 @dataclass(frozen=True, slots=True)
 class Scope:
     """Only spans and tasks matching every non-empty field count. ``service`` and
-    ``environment`` filter spans; ``agent``, ``task_type`` and ``model`` filter tasks (for
-    span counts, spans carrying that agent or task type)."""
+    ``environment`` filter spans; ``agent``, ``task_type`` and ``model`` filter tasks. For span
+    counts (no-data rules) ``agent`` and ``task_type`` keep the spans carrying them and
+    ``model`` does not apply; for probe runs only ``service`` and ``environment`` do."""
 
     service: str = ""
     agent: str = ""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from agentwatch.collector._alert_rules import DailyBudgetRule, Rule, default_rules
+from agentwatch.collector._alert_rules import DailyBudgetRule, Rule, ThresholdRule, default_rules
 from agentwatch.collector._alerts import (
     EvaluationPass,
     Evaluator,
@@ -273,6 +273,26 @@ def test_a_daily_budget_fires_once_spend_today_passes_it(store: EmbeddedStore) -
         spans.task(ns(NOW) - 60 * NS, cost=0.4)
     [fired] = evaluator(seeded(store, spans), [rule]).evaluate(NOW).alerts
     assert fired.summary == "spent $1.20 today of a $1.00 daily budget (120%)"
+
+
+def test_an_alert_whose_group_has_no_data_any_more_resolves(store: EmbeddedStore) -> None:
+    rule = ThresholdRule(
+        name="refund spend",
+        kind="threshold",
+        metric="cost",
+        op=">",
+        value=1.0,
+        group_by="task_type",
+        resolve_after=1,
+    )
+    spans = Spans()
+    spans.task(ns(NOW) - 60 * NS, task_type="refund", cost=2.0)  # then no refund task at all
+    ev = evaluator(seeded(store, spans), [rule])
+    first, later = ev.evaluate(NOW), ev.evaluate(NOW + timedelta(minutes=5))
+    assert [(a.event, a.summary) for a in first.alerts + later.alerts] == [
+        ("fired", "cost is 2 (alert when > 1)"),
+        ("resolved", "no data in the window"),
+    ]
 
 
 # --- de-duplication, cooldown, restarts -----------------------------------------------------

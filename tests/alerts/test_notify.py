@@ -19,6 +19,7 @@ from agentwatch.collector._notify import (
     ConsoleNotifier,
     DeliveryError,
     Dispatcher,
+    LogNotifier,
     RetryPolicy,
     SlackNotifier,
     WebhookNotifier,
@@ -265,3 +266,13 @@ def test_evaluation_goes_on_while_the_receiver_is_down(store: EmbeddedStore) -> 
         ["resolved"],
     )
     assert dispatcher.stats()[webhook.name].failed == 2
+
+
+def test_the_log_notifier_logs_fired_alerts_as_warnings(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="agentwatch.alerts"):
+        LogNotifier().send(alert())
+        LogNotifier().send(alert("resolved"))
+    assert [(r.levelname, r.getMessage()[:26]) for r in caplog.records] == [
+        ("WARNING", "FIRING: cost spike [task_t"),
+        ("INFO", "resolved: cost spike [task"),
+    ]
