@@ -171,6 +171,9 @@ def _attributes(kvs: Any, limits: DecodeLimits, where: str) -> dict[str, str]:
     return out
 
 
+_encode_json_string: Final = json.encoder.encode_basestring
+
+
 def _convert(value: AnyValue) -> str:
     """``value_to_string`` for a value whose ``string_value`` is empty (the hot path's tail)."""
     kind = value.WhichOneof("value")
@@ -182,6 +185,13 @@ def _convert(value: AnyValue) -> str:
         return _go_float(value.double_value)
     if kind is None or kind == "string_value":
         return ""
+    if kind == "array_value":
+        # Arrays of strings (finish reasons, ...): the text _go_json writes, without its
+        # per-element calls (json.dumps(s, ensure_ascii=False) is encode_basestring(s)).
+        strings = [v.string_value for v in value.array_value.values]
+        if strings and all(strings):  # all strings: an empty one may be another kind
+            quoted = "[" + ",".join(map(_encode_json_string, strings)) + "]"
+            return quoted.translate(_GO_JSON_ESCAPES) if _GO_JSON_SPECIAL.search(quoted) else quoted
     return value_to_string(value)
 
 

@@ -114,9 +114,17 @@ def _lists(values: list[list[Any]], item_type: pa.DataType) -> pa.Array:
 
 
 def _map_lists(values: list[list[dict[str, str]]]) -> pa.Array:
-    if any(values):
-        return pa.array([[list(d.items()) for d in row] for row in values], type=pa.list_(_MAP))
-    return _lists(values, _MAP)
+    """A list-of-maps column (event and link attributes) from offsets and one flat map array."""
+    offsets = [0]
+    flat: list[dict[str, str]] = []
+    end = 0
+    add_offset = offsets.append
+    for row in values:
+        if row:
+            flat.extend(row)
+            end += len(row)
+        add_offset(end)
+    return pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), _maps(flat))
 
 
 def spans_to_arrow(cols: SpanColumns, prices: PriceTable) -> pa.Table:
