@@ -7,13 +7,20 @@ choice made in Python is whether a constant fragment is included.
 What the numbers mean:
 
 - A *task* is a trace with an ``invoke_agent`` span. Its type, agent, outcome, limit and
-  latency come from the trace's outermost (earliest) agent span, so nested agents and foreign
+  latency come from the trace's outermost agent span in range: its root span when that is an
+  agent span (a root starts first), else its earliest agent span. So nested agents and foreign
   parent spans (a web framework's request span, say) neither add tasks nor hide them. Its cost
-  is the sum of ``CostUsd`` over every span of the trace.
+  is the sum of ``CostUsd`` over every span of the trace. (A root agent span stored twice, by a
+  client retrying a request that had in fact been stored, counts twice.)
 - Spend totals (Overview cost per task, cost summary, cost by model) count every priced span
   in range that passes the service and environment filters, model calls made outside any agent
   run included; with an agent or task-type filter, only the spans of those tasks' traces.
-  Per-task-type figures count only tasks' traces.
+- Spend by task type counts each priced span in range toward its own
+  ``agentwatch.task.type``, which the SDK sets on every span of an agent run. A span without
+  one (older SDKs, other instrumentations) and every span of a trace with a nested or
+  foreign-parented agent span count toward their trace's task type, and not at all when the
+  trace is no task (model calls outside any agent run). So a run that started before the range
+  counts its in-range spend toward its type although it is no task of the range.
 - Iterations are ``agentwatch.task.iterations`` (counted by ``aw.iteration()``), averaged over
   the agent runs that record them, nested runs included.
 - Error categories are per task: ``model`` (a model call in the trace failed), ``tool``,
@@ -121,28 +128,44 @@ _MODEL_NAME: Final = "if(ResponseModel != '', ResponseModel, RequestModel)"
 _HAS_TOKENS: Final = "(InputTokens > 0 OR OutputTokens > 0)"
 
 
-_TASK_HAVING: Final = (
-    "HAVING ({agent:String} = '' OR argMin(AgentName, Timestamp) = {agent:String}) "
-    "AND ({task_type:String} = '' OR argMin(TaskType, Timestamp) = {task_type:String})"
-)
 _AGENT_SPANS: Final = (
     f"FROM {_T} WHERE {_IN_RANGE} AND Operation = 'invoke_agent' AND {_SPAN_FILTERS} "
 )
-# One row per task (trace with an agent span), attributes from its outermost agent span.
-_TASKS: Final = (
-    "SELECT TraceId, min(Timestamp) AS start_time, "
-    "argMin(ServiceName, Timestamp) AS service, "
-    "argMin(AgentName, Timestamp) AS agent, "
-    "argMin(TaskType, Timestamp) AS task_type, "
-    "argMin(multiIf(Outcome != '', Outcome, StatusCode = 'Error', 'failed', 'completed'), "
-    "Timestamp) AS outcome, "
-    "argMin(LimitExceeded, Timestamp) AS limit_hit, "
-    "argMin(Duration, Timestamp) AS duration_ns "
-    + _AGENT_SPANS
-    + "GROUP BY TraceId "
-    + _TASK_HAVING
-)
-_TASK_IDS: Final = "SELECT TraceId " + _AGENT_SPANS + "GROUP BY TraceId " + _TASK_HAVING
+_OUTCOME: Final = "multiIf(Outcome != '', Outcome, StatusCode = 'Error', 'failed', 'completed')"
+# Traces with an agent span that is not the root: nested agents, or an agent under a foreign
+# parent span. Few in practice; only these need a per-trace GROUP BY to find their task span.
+_NESTED_IDS: Final = "SELECT TraceId " + _AGENT_SPANS + "AND ParentSpanId != ''"
+
+
+def _tasks(only: str = "") -> str:
+    """One row per task: its root agent span when the trace has one in range (a root span
+    starts first, so it is the outermost), else the trace's earliest agent span in range. No
+    GROUP BY over every trace: that alone took ~200 ms over a million tasks. ``only`` is an
+    extra condition on the agent spans (constant SQL), e.g. ``AND TraceId IN (...)``."""
+    agent_spans = _AGENT_SPANS + only + " "
+    return (
+        "SELECT * FROM ("
+        "SELECT TraceId, Timestamp AS start_time, ServiceName AS service, AgentName AS agent, "
+        f"TaskType AS task_type, {_OUTCOME} AS outcome, LimitExceeded AS limit_hit, "
+        "Duration AS duration_ns " + agent_spans + "AND ParentSpanId = '' "
+        "UNION ALL "
+        "SELECT TraceId, min(Timestamp) AS start_time, "
+        "argMin(ServiceName, Timestamp) AS service, "
+        "argMin(AgentName, Timestamp) AS agent, "
+        "argMin(TaskType, Timestamp) AS task_type, "
+        f"argMin({_OUTCOME}, Timestamp) AS outcome, "
+        "argMin(LimitExceeded, Timestamp) AS limit_hit, "
+        "argMin(Duration, Timestamp) AS duration_ns "
+        + agent_spans
+        + f"AND TraceId IN ({_NESTED_IDS}) "
+        "GROUP BY TraceId HAVING countIf(ParentSpanId = '') = 0"
+        ") WHERE ({agent:String} = '' OR agent = {agent:String}) "
+        "AND ({task_type:String} = '' OR task_type = {task_type:String})"
+    )
+
+
+_TASKS: Final = _tasks()
+_TASK_IDS: Final = f"SELECT TraceId FROM ({_TASKS})"
 _IN_TASKS: Final = f" AND TraceId IN ({_TASK_IDS})"
 # Spend per trace. Without a task filter it includes traces with no agent span (model calls
 # made outside any agent run): spend is spend.
@@ -276,29 +299,89 @@ def overview_with_trend(store: Store, filters: Filters) -> tuple[Overview, Overv
 
 
 # --- outcomes and cost by task type -------------------------------------------------------------
-_BY_TASK_TYPE_SQL: Final = (
-    "SELECT task_type, count() AS tasks, "
-    "countIf(outcome = 'completed') AS completed, "
-    "countIf(outcome = 'escalated') AS escalated, "
-    "countIf(outcome = 'failed') AS failed, "
-    f"countIf({_LIMITED}) AS limit_exceeded, "
+# Spend by task type. The SDK puts agentwatch.task.type on every span of an agent run, so a
+# priced span's own type says whose spend it is: a plain GROUP BY, no per-trace join. Two kinds
+# of spans take their trace's task type instead, through a join over those traces only: spans
+# without a type (older SDKs, other instrumentations) and spans of traces with a nested or
+# foreign-parented agent span (a nested agent's spans carry its own type, not the task's);
+# the latter are first taken back out of the plain GROUP BY. Excluding them there with
+# ``NOT IN`` instead would read every priced span's TraceId (~3x slower at 10M spans).
+_PRICED_IN_RANGE: Final = f"FROM {_T} WHERE {_IN_RANGE} AND CostUsd > 0 AND {_SPAN_FILTERS} "
+_IN_NESTED: Final = f" AND TraceId IN ({_NESTED_IDS})"
+
+
+def _cost_by_type(filters: Filters, *, bucketed: bool) -> str:
+    """Rows (task_type[, bucket_start], cost_usd, calls): priced spans by task type."""
+    in_tasks = _task_traces(filters)
+    key = f"{_BUCKET_START} AS bucket_start, " if bucketed else ""
+    keys = "task_type, bucket_start" if bucketed else "task_type"
+
+    def spans(condition: str, sign: str = "") -> str:
+        return (
+            f"SELECT TaskType AS task_type, {key}{sign}sum(CostUsd) AS cost_usd, "
+            f"{sign}toInt64(count()) AS calls "
+            + _PRICED_IN_RANGE
+            + condition
+            + in_tasks
+            + f" GROUP BY {keys}"
+        )
+
+    def per_trace(condition: str) -> str:
+        return f"SELECT TraceId, {key}CostUsd AS cost " + _PRICED_IN_RANGE + condition + in_tasks
+
+    own = spans("AND TaskType != ''")
+    nested_own = spans("AND TaskType != ''" + _IN_NESTED, sign="-")
+    untyped = f"SELECT TraceId {_PRICED_IN_RANGE}AND TaskType = ''{in_tasks}"
+    # The tasks side reads only those traces' agent spans (the TraceId index skips the rest).
+    tasks = _tasks(f"AND (TraceId IN ({untyped}) OR TraceId IN ({_NESTED_IDS}))")
+    of_trace = (
+        f"SELECT t.task_type AS task_type, {'c.bucket_start AS bucket_start, ' if bucketed else ''}"
+        "sum(c.cost) AS cost_usd, toInt64(count()) AS calls "
+        f"FROM ({tasks}) AS t INNER JOIN ("
+        + per_trace("AND TaskType = ''")
+        + " UNION ALL "
+        + per_trace("AND TaskType != ''" + _IN_NESTED)
+        + f") AS c USING TraceId GROUP BY {keys}"
+    )
+    return (
+        f"SELECT {keys}, sum(cost_usd) AS cost_usd, sum(calls) AS calls "
+        f"FROM ({own} UNION ALL {nested_own} UNION ALL {of_trace}) "
+        f"GROUP BY {keys} HAVING calls != 0"
+    )
+
+
+_BY_TASK_TYPE_HEAD: Final = (
+    "SELECT task_type, sum(n) AS tasks, sum(n_completed) AS completed, "
+    "sum(n_escalated) AS escalated, sum(n_failed) AS failed, "
+    "sum(n_limited) AS limit_exceeded, "
     "completed / tasks AS completion_rate, "
-    "sum(c.cost) AS cost_usd, "
+    "sum(spend) AS cost_usd, "
     "cost_usd / tasks AS cost_per_task, "
     "if(completed > 0, cost_usd / completed, NULL) AS cost_per_success "
-    f"FROM ({_TASKS}) AS t LEFT JOIN ({_TRACE_COST}{_TRACE_COST_END}) AS c USING TraceId "
-    "GROUP BY task_type ORDER BY tasks DESC, task_type"
+    "FROM ("
+    "SELECT task_type, count() AS n, "
+    "countIf(outcome = 'completed') AS n_completed, "
+    "countIf(outcome = 'escalated') AS n_escalated, "
+    "countIf(outcome = 'failed') AS n_failed, "
+    f"countIf({_LIMITED}) AS n_limited, toFloat64(0) AS spend "
+    f"FROM ({_TASKS}) GROUP BY task_type "
+    "UNION ALL "
+    "SELECT task_type, 0, 0, 0, 0, 0, cost_usd FROM ("
 )
+_BY_TASK_TYPE_TAIL: Final = ")) GROUP BY task_type HAVING tasks > 0 ORDER BY tasks DESC, task_type"
 
 
 def completion_by_task_type(store: Store, filters: Filters) -> Rows:
     """Per task type: tasks, each outcome's count, completion rate (and cost, see below)."""
-    return store.query(_BY_TASK_TYPE_SQL, filters.params(store))
+    sql = _BY_TASK_TYPE_HEAD + _cost_by_type(filters, bucketed=False) + _BY_TASK_TYPE_TAIL
+    return store.query(sql, filters.params(store))
 
 
 def cost_by_task_type(store: Store, filters: Filters) -> Rows:
-    """Per task type: tasks, total cost, cost per task and per successful task."""
-    return store.query(_BY_TASK_TYPE_SQL, filters.params(store))
+    """Per task type: tasks, total cost, cost per task and per successful task.
+
+    Spend counts toward each priced span's own task type (see ``_cost_by_type``)."""
+    return completion_by_task_type(store, filters)
 
 
 # --- decisions ----------------------------------------------------------------------------------
@@ -470,13 +553,6 @@ _COST_BY_MODEL_SQL: Final = (
     "sum(InputTokens) AS input_tokens, sum(OutputTokens) AS output_tokens "
     f"FROM {_T} WHERE {_IN_RANGE} AND CostUsd > 0 AND {_SPAN_FILTERS}"
 )
-_COST_BY_TASK_TYPE_SQL: Final = (
-    f"SELECT {_BUCKET_START} AS bucket_start, t.task_type AS task_type, "
-    "sum(s.CostUsd) AS cost_usd, uniqExact(TraceId) AS tasks "
-    f"FROM {_T} AS s INNER JOIN ({_TASKS}) AS t USING TraceId "
-    f"WHERE {_IN_RANGE} AND s.CostUsd > 0 "
-    "GROUP BY bucket_start, task_type ORDER BY bucket_start, task_type"
-)
 
 
 def cost_over_time_by_model(store: Store, filters: Filters, bucket_s: int | None = None) -> Rows:
@@ -493,9 +569,15 @@ def cost_over_time_by_model(store: Store, filters: Filters, bucket_s: int | None
 def cost_over_time_by_task_type(
     store: Store, filters: Filters, bucket_s: int | None = None
 ) -> Rows:
-    """Spend per time bucket (unix seconds of its start) and task type."""
+    """Spend per time bucket (unix seconds of its start) and task type, with the number of
+    priced calls."""
     step = bucket_s or bucket_seconds(filters)
-    return store.query(_COST_BY_TASK_TYPE_SQL, {**filters.params(store), "bucket_s": step})
+    sql = (
+        "SELECT bucket_start, task_type, cost_usd, calls FROM ("
+        + _cost_by_type(filters, bucketed=True)
+        + ") ORDER BY bucket_start, task_type"
+    )
+    return store.query(sql, {**filters.params(store), "bucket_s": step})
 
 
 @dataclass(frozen=True, slots=True)
@@ -589,11 +671,33 @@ _EXPENSIVE_SQL: Final = (
     f"FROM ({_TASKS}) AS t INNER JOIN ({_TRACE_COST}{_TRACE_COST_END}) AS c USING TraceId "
     "ORDER BY cost_usd DESC, trace_id LIMIT {limit:UInt32}"
 )
+# The most expensive traces (of the filtered tasks, with a task filter), as two arrays: ids
+# and costs; then the tasks among them.
+_TOP_TRACES_HEAD: Final = "WITH (SELECT (groupArray(TraceId), groupArray(cost)) FROM ("
+_TOP_TRACES_TAIL: Final = (
+    " ORDER BY cost DESC, TraceId LIMIT {candidates:UInt32})) AS top "
+    "SELECT TraceId AS trace_id, toUnixTimestamp64Milli(start_time) AS start_ms, service, "
+    "agent, task_type, outcome, duration_ns / 1e9 AS duration_s, "
+    "top.2[indexOf(top.1, TraceId)] AS cost_usd "
+    f"FROM ({_tasks('AND TraceId IN top.1')}) "
+    "ORDER BY cost_usd DESC, trace_id LIMIT {limit:UInt32}"
+)
+_CANDIDATES_PER_ROW: Final = 4
 
 
 def most_expensive_traces(store: Store, filters: Filters, limit: int = 20) -> Rows:
-    """The tasks that cost the most, most expensive first."""
-    return store.query(_EXPENSIVE_SQL, {**filters.params(store), "limit": _limit(limit)})
+    """The tasks that cost the most, most expensive first.
+
+    First among the ``4 * limit`` most expensive traces of all, which needs no join over every
+    task: when at least ``limit`` of them are tasks, they are exactly the top tasks (ranked by
+    cost, then trace id, as the full query ranks them). Otherwise (many costly traces without an
+    agent span, or few tasks) the full query answers."""
+    params = {**filters.params(store), "limit": _limit(limit)}
+    sql = _TOP_TRACES_HEAD + _trace_cost(filters) + _TOP_TRACES_TAIL
+    top = store.query(sql, {**params, "candidates": limit * _CANDIDATES_PER_ROW})
+    if len(top.rows) == limit:
+        return top
+    return store.query(_EXPENSIVE_SQL, params)
 
 
 def _limit(limit: int) -> int:
