@@ -1,8 +1,11 @@
 """Collector throughput: realistic agent traces over OTLP/HTTP protobuf, end to end into storage.
 
     python -m benchmarks.bench_collector [--spans N] [--batch B] [--clients C] [--procs P]
-                                         [--clickhouse-url URL] [--json PATH] [--py-spy PATH]
+                                         [--clickhouse-url URL | --server-shim]
+                                         [--json PATH] [--py-spy PATH [--py-spy-gil]]
     python -m benchmarks.bench_collector --stages [--spans N] [--batch B]
+
+Figures, commands and what they mean: benchmarks/BENCHMARKS.md, "Collector throughput".
 
 What is measured: spans per second from the first request until every span is queryable, and
 the collector's peak RSS, with the collector running as its own process
