@@ -511,6 +511,9 @@ def traces_page() -> None:
         format_func=lambda trace_id: _trace_label(by_id[trace_id]),
         key=K_TRACE,
     )
+    linked = str(st.query_params.get("trace_id", "")).strip()
+    if linked and K_TRACE_ID not in st.session_state:
+        st.session_state[K_TRACE_ID] = linked  # /traces?trace_id=... (alerts link here)
     typed = st.text_input("…or open a trace by id", key=K_TRACE_ID).strip().lower()
     trace_id = typed or chosen
     if not trace_id:

@@ -63,6 +63,7 @@ class Expected:
     overview: q.Overview
     cost: q.CostSummary
     decisions: q.ThresholdSummary
+    costliest_trace: str  # the most expensive task's trace id
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +93,7 @@ def expected(up: Up) -> Expected:
             overview=overview,
             cost=q.cost_summary(store, f),
             decisions=q.threshold_summary(q.threshold_explorer(store, f), 0.0),
+            costliest_trace=q.most_expensive_traces(store, f, 1).dicts()[0]["trace_id"],
         )
     finally:
         store.close()
@@ -182,6 +184,8 @@ def test_decisions_page_shows_the_stores_decisions(page: Page, expected: Expecte
     expect(tile(page, "With feedback")).to_have_text(fmt.count(decisions.auto_with_feedback))
     expect(tile(page, "Correct per feedback")).to_have_text(fmt.pct(decisions.auto_accuracy))
     expect(charts(page)).to_have_count(3)  # calibration, threshold curve, confidence by type
+    expect(page.get_by_text("Auto-approve decisions at confidence ≥")).to_be_visible()
+    expect(page.get_by_role("slider")).to_have_value("0.85")
     screenshot(page, "decisions")
 
 
@@ -192,6 +196,20 @@ def test_traces_page_lists_every_task_and_draws_the_newest(page: Page, expected:
     expect(charts(page)).to_have_count(1)  # the chosen trace's waterfall
     expect(page.locator("h3", has_text=re.compile(r"^Trace [0-9a-f]{32}$"))).to_have_count(1)
     screenshot(page, "traces")
+
+
+def test_a_trace_link_opens_that_trace(browser: Browser, up: Up, expected: Expected) -> None:
+    """Alerts link ``/traces?trace_id=...``; a fresh tab on that link shows that trace."""
+    tab = browser.new_page(viewport={"width": 1400, "height": 2600})
+    try:
+        tab.set_default_timeout(TIMEOUT_MS)
+        tab.goto(f"{up.dashboard_url}/traces?trace_id={expected.costliest_trace}")
+        heading = f"Trace {expected.costliest_trace}"
+        expect(tab.locator("h3", has_text=re.compile(f"^{heading}$"))).to_have_count(1)
+        expect(charts(tab)).to_have_count(1)
+        screenshot(tab, "trace-link")
+    finally:
+        tab.close()
 
 
 def test_health_page_shows_its_empty_state(page: Page) -> None:
