@@ -64,7 +64,7 @@ def test_demo_agents_data_reaches_the_store(running: Up) -> None:
 def test_dashboard_serves_its_page(running: Up) -> None:
     page = http_get(running.dashboard_url)
     assert page is not None
-    assert "<title>Streamlit</title>" in page or "streamlit" in page.lower()
+    assert "<title>Streamlit</title>" in page  # the app shell; the browser test renders it
 
 
 def test_ctrl_c_stops_collector_dashboard_and_demo(tmp_path: Path) -> None:
