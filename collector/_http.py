@@ -172,7 +172,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the unread body would corrupt the next request
             self._error(HTTPStatus.NOT_FOUND, "not_found", f"no such endpoint: {path}")
             return
-        if not self.in_flight.acquire(blocking=False):
+        # Waiting briefly for a slot is back-pressure through latency; only a collector that
+        # stays saturated answers 503, so exporters are not sent into a 1 s back-off needlessly.
+        if not self.in_flight.acquire(timeout=self.ingestor.settings.in_flight_wait_s):
             self.close_connection = True  # the unread body would corrupt the next request
             self._error(
                 HTTPStatus.SERVICE_UNAVAILABLE,

@@ -20,7 +20,8 @@ class IngestSettings:
     max_body_bytes: int = 16 * 1024 * 1024
     max_decompressed_bytes: int = 64 * 1024 * 1024
     ack_timeout_s: float = 60.0
-    max_concurrent_requests: int = 16
+    max_concurrent_requests: int = 8
+    in_flight_wait_s: float = 2.0
     read_timeout_s: float = 30.0
     ingest_token: str | None = None
     limits: DecodeLimits = field(default_factory=DecodeLimits)

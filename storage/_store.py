@@ -221,6 +221,10 @@ class EmbeddedStore:
 
         return chdb_session.Session(f"{self.path}?readonly=1")  # type: ignore[no-untyped-call]
 
+    def release_memory(self) -> None:
+        """Hand memory the engine has freed back to the OS (its allocator keeps it otherwise)."""
+        self.command("SYSTEM JEMALLOC PURGE")
+
     def close(self) -> None:
         with self._lock:
             self._session.close()  # type: ignore[no-untyped-call]

@@ -32,7 +32,9 @@ def receiver(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Receive
     apply_migrations(store)
     stats = Stats()
     writer = BatchWriter(store, stats)
-    settings = IngestSettings(max_concurrent_requests=1, read_timeout_s=request.param)
+    settings = IngestSettings(
+        max_concurrent_requests=1, read_timeout_s=request.param, in_flight_wait_s=0.05
+    )
     http = HttpReceiver(Ingestor(writer, PriceTable(), stats, settings), "127.0.0.1", 0)
     writer.start()
     http.start()
@@ -70,7 +72,7 @@ def status_of(port: int) -> tuple[int, str | None]:
 
 @pytest.mark.parametrize("receiver", [30.0], indirect=True, ids=["read_timeout=30s"])
 def test_requests_beyond_the_in_flight_limit_get_503_with_retry_after(receiver: Receiver) -> None:
-    """While the one allowed request is being read, another is refused at once, not queued."""
+    """While the one allowed request is being read, another waits briefly, then is refused."""
     stalled = stalled_request(receiver.port)
     try:
         # The stalled request may not have reached the handler yet: poll until it holds the slot.
