@@ -12,7 +12,15 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextvars import Token
 from typing import Any, Literal, ParamSpec, TypeVar, cast, overload
 
@@ -658,6 +666,18 @@ def _validate_choice(value: str | None, allowed: tuple[str, ...], what: str) -> 
         raise ConfigurationError(f"{what} must be one of {', '.join(allowed)}; got {value!r}")
 
 
+_TOOL_NAME_ATTR = "_agentwatch_tool_name"
+
+
+def _tool_name(tool: Callable[..., Any] | str) -> str:
+    if isinstance(tool, str):
+        return tool
+    name = getattr(tool, _TOOL_NAME_ATTR, None) or getattr(tool, "__name__", None)
+    if not isinstance(name, str):
+        raise ConfigurationError(f"tools must be @tool functions or names, not {tool!r}")
+    return name
+
+
 @overload
 def agent(fn: F, /) -> F: ...
 @overload
@@ -670,6 +690,7 @@ def agent(
     description: str | None = None,
     agent_id: str | None = None,
     limits: Limits | None = None,
+    tools: Sequence[Callable[..., Any] | str] | None = None,
 ) -> Callable[[F], F]: ...
 def agent(
     fn: F | None = None,
@@ -680,13 +701,16 @@ def agent(
     description: str | None = None,
     agent_id: str | None = None,
     limits: Limits | None = None,
+    tools: Sequence[Callable[..., Any] | str] | None = None,
 ) -> F | Callable[[F], F]:
     """Trace an agent's entry point as an ``invoke_agent {name}`` span.
 
     Each call is one agent run: its outcome defaults to ``completed`` (or ``failed`` when it
     raises) unless ``set_outcome`` says otherwise, and ``limits`` are enforced against what the
-    run's tools and LLM calls use.
+    run's tools and LLM calls use. ``tools`` declares the tools the agent can call (``@tool``
+    functions or names), so the dashboard can show declared tools that are never called.
     """
+    declared = tuple(_tool_name(t) for t in tools) if tools is not None else ()
 
     def decorate(func: F) -> F:
         agent_name = name or func.__name__
@@ -700,6 +724,8 @@ def agent(
             attributes[sc.GEN_AI_AGENT_DESCRIPTION] = description
         if agent_id:
             attributes[sc.GEN_AI_AGENT_ID] = agent_id
+        if declared:
+            attributes[sc.AGENT_TOOLS] = declared
         spec = _Spec("agent", agent_name, func, attributes, task_type=task_type, limits=limits)
         return cast("F", _wrap(func, spec))
 
@@ -744,7 +770,9 @@ def tool(
         doc = description or (inspect.getdoc(func) or "").split("\n", 1)[0]
         if doc:
             attributes[sc.GEN_AI_TOOL_DESCRIPTION] = doc
-        return cast("F", _wrap(func, _Spec("tool", tool_name, func, attributes)))
+        wrapped = _wrap(func, _Spec("tool", tool_name, func, attributes))
+        setattr(wrapped, _TOOL_NAME_ATTR, tool_name)
+        return cast("F", wrapped)
 
     return decorate(fn) if fn is not None else decorate
 

@@ -159,7 +159,9 @@ class DemoFleet:
         self._task_type = profile.task_type
         limits = Limits(max_iterations=profile.steps + 2, max_tool_calls=8, max_tokens=60_000)
 
-        @agent(name="support", task_type=profile.task_type, limits=limits)
+        tools = (self.lookup_order, self.search_kb, self.issue_refund, self.close_account)
+
+        @agent(name="support", task_type=profile.task_type, limits=limits, tools=tools)
         def support(ticket_id: str) -> str:
             error_rate = profile.tool_error_rate * self.error_boost.get(profile.task_type, 1.0)
             ask = self.ask_anthropic if profile.provider == "anthropic" else self.ask_openai

@@ -479,3 +479,25 @@ def test_every_span_of_a_run_carries_its_task_type(agentwatch_spans: CapturedSpa
     assert attrs(inside)[sc.TASK_TYPE] == "refund"
     assert attrs(agentwatch_spans.one("chat gpt-4o"))[sc.TASK_TYPE] == "refund"
     assert sc.TASK_TYPE not in attrs(outside)
+
+
+def test_an_agent_declares_its_tools(agentwatch_spans: CapturedSpans) -> None:
+    """``tools=`` records the declared tools' names (from @tool functions or strings)."""
+
+    @aw.tool(name="search_orders")
+    def search() -> None:
+        return None
+
+    @aw.agent(tools=[search, "close_account"])
+    def handle() -> None:
+        search()
+
+    handle()
+    root = agentwatch_spans.one("invoke_agent handle")
+    assert attrs(root)[sc.AGENT_TOOLS] == ("search_orders", "close_account")
+
+
+def test_declaring_something_that_is_not_a_tool_is_a_configuration_error() -> None:
+    """A tools= entry with no name is refused when the agent is decorated."""
+    with pytest.raises(aw.ConfigurationError):
+        aw.agent(tools=[42])  # type: ignore[list-item]
