@@ -2,8 +2,9 @@
 
 Values reach ClickHouse only as ``{name:Type}`` bound parameters (the database too, as an
 ``Identifier``); the SQL text is this module's constant fragments. Even the grouping column is
-a bound value: ``multiIf({group_by:String} = 'task_type', task_type, ...)`` picks it, so each
-function runs one fixed statement.
+a bound value: ``multiIf({group_by:String} = 'task_type', TaskType, ...)`` picks it. The only
+choices made in Python are which constant fragments to include (the model aggregate only when a
+query groups or filters by model; the direct sum for ungrouped spend).
 
 What the numbers mean (the dashboard's definitions, so an alert and a chart agree):
 
@@ -109,51 +110,68 @@ _SPAN_SCOPE: Final = (
 )
 _AGENT: Final = "Operation = 'invoke_agent'"
 _MODEL: Final = "if(ResponseModel != '', ResponseModel, RequestModel)"
-# One row per trace that matters to a task metric: its outermost agent span says what task it
-# is; cost and tokens add up over the trace. Spans that are neither agent runs, priced or
-# token-carrying calls, nor probes cannot change a task metric and are skipped before grouping.
-# Traces are grouped by a 64-bit hash of their id: a number hashes and compares much faster
-# than a 32-character string, and a collision among the traces of a few hours is improbable
-# (about 1 in 10^9 at a million traces).
-_TRACE_AGGREGATES: Final = (
+# One row per trace that matters to a task metric: its outermost (earliest) agent span says
+# what task it is; cost and tokens add up over the trace. Spans that are neither agent runs,
+# priced or token-carrying calls, nor probes cannot change a task metric and are skipped before
+# grouping. The aggregation is the evaluator's main cost, so it is kept lean: traces are grouped
+# by a 64-bit hash of their id (a number hashes and compares much faster than a 32-character
+# string; a collision among the traces of a few hours is about 1 in 10^9 at a million traces),
+# only the grouping value the rule needs is carried (``agent_group``), the outcome is a number
+# (2 failed, 1 escalated, 0 otherwise) and the agent/task-type scope a flag; the model (from
+# the first model call) is aggregated only when a query groups or filters by it.
+_OUTCOME_CODE: Final = (
+    "multiIf(Outcome = 'failed' OR (Outcome = '' AND StatusCode = 'Error'), 2, "
+    "Outcome = 'escalated', 1, 0)"
+)
+_AGENT_GROUP: Final = (
+    "multiIf({group_by:String} = 'task_type', TaskType, {group_by:String} = 'agent', AgentName, '')"
+)
+_AGENT_IN_SCOPE: Final = (
+    "({agent:String} = '' OR AgentName = {agent:String}) "
+    "AND ({task_type:String} = '' OR TaskType = {task_type:String})"
+)
+_TRACES_HEAD: Final = (
+    "SELECT cityHash64(TraceId) AS trace, "
     f"countIf({_AGENT}) > 0 AS is_task, "
     "max(HealthCheck != '') AS is_probe, "
     f"minIf(Timestamp, {_AGENT}) AS started, "
-    f"argMinIf(TaskType, Timestamp, {_AGENT}) AS task_type, "
-    f"argMinIf(AgentName, Timestamp, {_AGENT}) AS agent, "
-    "argMinIf(multiIf(Outcome != '', Outcome, StatusCode = 'Error', 'failed', 'completed'), "
-    f"Timestamp, {_AGENT}) AS outcome, "
+    f"argMinIf({_AGENT_GROUP}, Timestamp, {_AGENT}) AS agent_group, "
+    f"argMinIf({_OUTCOME_CODE}, Timestamp, {_AGENT}) AS outcome, "
     f"argMinIf(Duration, Timestamp, {_AGENT}) AS duration_ns, "
-    f"argMinIf({_MODEL}, Timestamp, {_MODEL} != '') AS model, "
-    "sum(CostUsd) AS trace_cost, sum(InputTokens + OutputTokens) AS trace_tokens "
-    f"FROM {_T} WHERE {_IN_RANGE} AND {_SPAN_SCOPE} "
+    f"argMinIf({_AGENT_IN_SCOPE}, Timestamp, {_AGENT}) AS agent_in_scope, "
+    "sum(CostUsd) AS trace_cost, sum(InputTokens + OutputTokens) AS trace_tokens"
+)
+_NO_MODEL: Final = ", '' AS model"
+_FIRST_MODEL: Final = f", argMinIf({_MODEL}, Timestamp, {_MODEL} != '') AS model"
+_TRACE_ID: Final = ", any(TraceId) AS trace_id"
+_TRACES_FROM: Final = (
+    f" FROM {_T} WHERE {_IN_RANGE} AND {_SPAN_SCOPE} "
     f"AND ({_AGENT} OR CostUsd > 0 OR InputTokens > 0 OR OutputTokens > 0 OR HealthCheck != '') "
     "GROUP BY trace"
 )
-_TRACES: Final = "SELECT cityHash64(TraceId) AS trace, " + _TRACE_AGGREGATES
-_TRACES_WITH_IDS: Final = "SELECT cityHash64(TraceId) AS trace, any(TraceId) AS trace_id, " + (
-    _TRACE_AGGREGATES
-)
 _TASK_SCOPE: Final = (
-    "is_task AND NOT is_probe "
-    "AND ({agent:String} = '' OR agent = {agent:String}) "
-    "AND ({task_type:String} = '' OR task_type = {task_type:String}) "
+    "is_task AND NOT is_probe AND agent_in_scope "
     "AND ({model:String} = '' OR model = {model:String})"
 )
-_TASK_GROUP: Final = (
-    "multiIf({group_by:String} = 'task_type', task_type, {group_by:String} = 'agent', agent, "
-    "{group_by:String} = 'model', model, '')"
-)
+_GROUP_KEY: Final = "if({group_by:String} = 'model', model, agent_group)"
 _HAS_GROUP: Final = "({group_by:String} = 'none' OR group_key != '')"
 _WINDOW: Final = "intDiv({end_ns:Int64} - 1 - toUnixTimestamp64Nano(started), {window_ns:Int64})"
 
-_TASK_WINDOWS_SQL: Final = (
-    f"SELECT {_WINDOW} AS window, {_TASK_GROUP} AS group_key, count() AS tasks, "
-    "sum(trace_cost) AS cost_usd, countIf(outcome = 'failed') AS failed, "
-    "countIf(outcome = 'escalated') AS escalated, "
-    "quantile(0.95)(duration_ns) / 1e6 AS p95_latency_ms, sum(trace_tokens) AS tokens "
-    f"FROM ({_TRACES}) WHERE {_TASK_SCOPE} AND {_HAS_GROUP} "
-    "GROUP BY window, group_key ORDER BY group_key, window"
+
+def _traces(scope: Scope, group_by: str, *, ids: bool = False) -> str:
+    """The per-trace subquery, with the model only when grouped or filtered by it."""
+    model = _FIRST_MODEL if group_by == "model" or scope.model else _NO_MODEL
+    return _TRACES_HEAD + model + (_TRACE_ID if ids else "") + _TRACES_FROM
+
+
+_TASK_WINDOWS_HEAD: Final = (
+    f"SELECT {_WINDOW} AS window, {_GROUP_KEY} AS group_key, count() AS tasks, "
+    "sum(trace_cost) AS cost_usd, countIf(outcome = 2) AS failed, "
+    "countIf(outcome = 1) AS escalated, "
+    "quantile(0.95)(duration_ns) / 1e6 AS p95_latency_ms, sum(trace_tokens) AS tokens FROM ("
+)
+_TASK_WINDOWS_TAIL: Final = (
+    f") WHERE {_TASK_SCOPE} AND {_HAS_GROUP} GROUP BY window, group_key ORDER BY group_key, window"
 )
 
 
@@ -177,7 +195,8 @@ def task_windows(
         **scope.params(),
         "group_by": _checked(group_by, TASK_GROUPS, "group_by"),
     }
-    return store.query(_TASK_WINDOWS_SQL, params)
+    sql = _TASK_WINDOWS_HEAD + _traces(scope, group_by) + _TASK_WINDOWS_TAIL
+    return store.query(sql, params)
 
 
 _SPEND_SQL: Final = (
@@ -185,11 +204,11 @@ _SPEND_SQL: Final = (
     f"FROM {_T} WHERE {_IN_RANGE} AND CostUsd > 0 AND {_SPAN_SCOPE} "
     f"AND ({{model:String}} = '' OR {_MODEL} = {{model:String}})"
 )
-_GROUPED_SPEND_SQL: Final = (
-    f"SELECT {_TASK_GROUP} AS group_key, sum(trace_cost) AS cost_usd FROM ({_TRACES}) "
-    "WHERE trace_cost > 0 "
-    "AND ({agent:String} = '' OR agent = {agent:String}) "
-    "AND ({task_type:String} = '' OR task_type = {task_type:String}) "
+_GROUPED_SPEND_HEAD: Final = f"SELECT {_GROUP_KEY} AS group_key, sum(trace_cost) AS cost_usd FROM ("
+# Spend outside any agent run (no agent span) is spend too, unless a task scope is set.
+_GROUPED_SPEND_TAIL: Final = (
+    ") WHERE trace_cost > 0 "
+    "AND (agent_in_scope OR (NOT is_task AND {agent:String} = '' AND {task_type:String} = '')) "
     "AND ({model:String} = '' OR model = {model:String}) "
     f"AND {_HAS_GROUP} GROUP BY group_key ORDER BY group_key"
 )
@@ -215,7 +234,8 @@ def spend(
     }
     if group_by == "none" and not scope.agent and not scope.task_type:
         return store.query(_SPEND_SQL, params)
-    return store.query(_GROUPED_SPEND_SQL, params)
+    sql = _GROUPED_SPEND_HEAD + _traces(scope, group_by) + _GROUPED_SPEND_TAIL
+    return store.query(sql, params)
 
 
 _SPAN_GROUP: Final = (
@@ -303,17 +323,17 @@ def health_runs(
     return store.query(_HEALTH_SQL, params)
 
 
-_OFFENDING_SQL: Final = (
-    f"SELECT trace_id FROM ({_TRACES_WITH_IDS}) "
-    f"WHERE {_TASK_SCOPE} AND {_TASK_GROUP} = {{group:String}} "
-    "AND ({outcome:String} = '' OR outcome = {outcome:String}) "
+_OFFENDING_HEAD: Final = "SELECT trace_id FROM ("
+_OFFENDING_TAIL: Final = (
+    f") WHERE {_TASK_SCOPE} AND {_GROUP_KEY} = {{group:String}} "
+    "AND ({outcome:Int8} < 0 OR outcome = {outcome:Int8}) "
     "ORDER BY multiIf({metric:String} IN ('cost', 'cost_per_task'), trace_cost, "
     "{metric:String} = 'latency_p95', toFloat64(duration_ns), "
     "{metric:String} = 'tokens', toFloat64(trace_tokens), "
     "toFloat64(toUnixTimestamp64Nano(started))) DESC, trace_id "
     "LIMIT {limit:UInt32}"
 )
-_OUTCOME_OF: Final = {"error_rate": "failed", "escalation_rate": "escalated"}
+_OUTCOME_OF: Final = {"error_rate": 2, "escalation_rate": 1}
 
 
 def offending_traces(
@@ -338,10 +358,11 @@ def offending_traces(
         "group_by": _checked(group_by, TASK_GROUPS, "group_by"),
         "group": group,
         "metric": _checked(metric, TASK_METRICS, "metric"),
-        "outcome": _OUTCOME_OF.get(metric, ""),
+        "outcome": _OUTCOME_OF.get(metric, -1),
         "limit": _limit(limit),
     }
-    return [str(row[0]) for row in store.query(_OFFENDING_SQL, params).rows]
+    sql = _OFFENDING_HEAD + _traces(scope, group_by, ids=True) + _OFFENDING_TAIL
+    return [str(row[0]) for row in store.query(sql, params).rows]
 
 
 _LATEST_SQL: Final = (

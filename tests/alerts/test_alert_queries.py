@@ -133,6 +133,30 @@ def test_scope_keeps_only_matching_tasks_and_spans(backend: Store) -> None:
     assert [(r["group_key"], r["tasks"]) for r in windows(backend, scope=scope)] == [("", 1)]
 
 
+def test_a_model_scope_keeps_the_tasks_whose_first_model_call_used_it(backend: Store) -> None:
+    spans = Spans()
+    spans.task(END - 10 * NS, task_type="refund", model="gpt-4o")
+    spans.task(END - 11 * NS, task_type="refund", model="gpt-4o-mini")
+    insert(backend, spans)
+    rows = windows(backend, group_by="task_type", scope=q.Scope(model="gpt-4o-mini"))
+    assert [(r["group_key"], r["tasks"]) for r in rows] == [("refund", 1)]
+
+
+def test_spend_outside_agent_runs_counts_unless_a_task_scope_is_set(backend: Store) -> None:
+    spans = Spans()
+    spans.task(END - 10 * NS, task_type="refund", cost=0.25)
+    spans.task(END - 20 * NS, task_type="billing", cost=0.5)
+    spans.call(END - 30 * NS, cost=1.0)  # a model call outside any agent run
+    insert(backend, spans)
+    start = END - 3600 * NS
+    by_model = q.spend(backend, start_ns=start, end_ns=END, group_by="model").dicts()
+    refund = q.spend(backend, start_ns=start, end_ns=END, scope=q.Scope(task_type="refund"))
+    assert [(r["group_key"], round(r["cost_usd"], 6)) for r in by_model + refund.dicts()] == [
+        ("gpt-4o", 1.75),
+        ("", 0.25),
+    ]
+
+
 def test_p95_latency_is_in_milliseconds(backend: Store) -> None:
     spans = Spans()
     for _ in range(20):

@@ -149,6 +149,28 @@ class Spans:
         )
         return trace
 
+    def call(self, start_ns: int, *, cost: float, model: str = "gpt-4o") -> str:
+        """A priced model call outside any agent run: its own trace, one chat span."""
+        trace = uuid.uuid4().hex
+        self.traces.append(trace)
+        attributes = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": model,
+            "gen_ai.usage.input_tokens": "100",
+            "gen_ai.usage.output_tokens": "10",
+        }
+        self._span(
+            start_ns,
+            trace,
+            "",
+            f"chat {model}",
+            "support-bot",
+            attributes,
+            duration_ns=NS,
+            cost=cost,
+        )
+        return trace
+
     def probe(
         self,
         start_ns: int,
