@@ -136,9 +136,6 @@ class EvaluationPass:
     """How long each evaluated rule's queries and detection took."""
     seconds: float = 0.0
 
-    def firing(self) -> list[Verdict]:
-        return [v for v in self.verdicts if v.breaching]
-
 
 def _scope(where: Where) -> q.Scope:
     return q.Scope(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import queue
 import sys
 import threading
@@ -93,12 +94,17 @@ class Alert:
             "text": self.text,
             "at": _iso(self.at),
             "fired_at": _iso(self.fired_at),
-            "value": self.value,
-            "baseline": self.baseline,
-            "score": self.score,
+            "value": _finite(self.value),
+            "baseline": _finite(self.baseline),
+            "score": _finite(self.score),
             "trace_ids": list(self.trace_ids),
             "links": list(self.links),
         }
+
+
+def _finite(value: float | None) -> float | None:
+    """JSON has no infinity or NaN (a spike from a zero baseline has an infinite score)."""
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _iso(moment: datetime) -> str:

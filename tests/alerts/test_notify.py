@@ -91,6 +91,14 @@ def test_the_webhook_posts_the_alert_as_json() -> None:
     }
 
 
+def test_an_infinite_score_is_sent_as_null() -> None:
+    """A spike from a zero baseline has an infinite robust z; JSON has no infinity."""
+    with receiving() as receiver:
+        WebhookNotifier(receiver.url).send(alert(baseline=0.0, score=float("inf")))
+    [request] = receiver.requests
+    assert (request.body["baseline"], request.body["score"]) == (0.0, None)
+
+
 def test_the_slack_payload_has_fallback_text_and_blocks_with_trace_links() -> None:
     with receiving() as receiver:
         SlackNotifier(receiver.url).send(alert())
