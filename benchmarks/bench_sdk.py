@@ -16,8 +16,8 @@ Scenarios (agentwatch side vs bare side):
 - nested:      ``@aw.agent`` -> ``@aw.tool`` -> ``@aw.llm`` (the LLM returns an OpenAI-shaped
   chat-completion dict with usage) vs three nested ``start_as_current_span`` blocks that set the
   same attributes by hand: agent (operation, agent name, task type, then outcome=completed at
-  the end), tool (operation, tool name/type/description, tier), LLM (CLIENT kind; operation,
-  provider, request model; then response model, id, finish reasons and the four token counts
+  the end), tool (operation, tool name/type/description, tier, the run's task type), LLM
+  (CLIENT kind; operation, provider, the run's task type, request model; then response model, id, finish reasons and the four token counts
   read from the response dict).
 - no-op:       decorated functions with agentwatch NOT configured vs the undecorated functions.
 
@@ -165,12 +165,18 @@ FETCH_ATTRS = {**LOOKUP_ATTRS, "gen_ai.tool.name": "fetch_order"}
 FETCH_ATTRS["gen_ai.tool.description"] = "Fetch an order."
 SEARCH_ATTRS = {**LOOKUP_ATTRS, "gen_ai.tool.name": "search_orders"}
 SEARCH_ATTRS["gen_ai.tool.description"] = "Search orders."
+# Inside an agent run, agentwatch puts the run's task type on every span.
+SEARCH_ATTRS["agentwatch.task.type"] = "refund"
 AGENT_ATTRS = {
     "gen_ai.operation.name": "invoke_agent",
     "gen_ai.agent.name": "support",
     "agentwatch.task.type": "refund",
 }
-CHAT_ATTRS = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai"}
+CHAT_ATTRS = {
+    "gen_ai.operation.name": "chat",
+    "gen_ai.provider.name": "openai",
+    "agentwatch.task.type": "refund",
+}
 
 
 class Bare:
