@@ -17,8 +17,8 @@ Scenarios (agentwatch side vs bare side):
   chat-completion dict with usage) vs three nested ``start_as_current_span`` blocks that set the
   same attributes by hand: agent (operation, agent name, task type, then outcome=completed at
   the end), tool (operation, tool name/type/description, tier, the run's task type), LLM
-  (CLIENT kind; operation, provider, the run's task type, request model; then response model, id, finish reasons and the four token counts
-  read from the response dict).
+  (CLIENT kind; operation, provider, the run's task type, request model; then response model,
+  id, finish reasons and the four token counts read from the response dict).
 - no-op:       decorated functions with agentwatch NOT configured vs the undecorated functions.
 
 A third, informational side ("minimal") makes the same spans with ``start_span`` and explicit
