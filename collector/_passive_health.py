@@ -1,0 +1,331 @@
+"""Passive health: signs of a sick agent read from the spans it already sends, no probe needed.
+
+- **Silent agent**: an agent that ran in most recent windows has no run in the latest one.
+- **Longer answers**: an agent's median output tokens per model call is far above its own
+  baseline (answers that suddenly get much longer often mean the agent is rambling or
+  hallucinating).
+- **Confidence drop**: a task type's median decision confidence is far below its baseline.
+
+The judgement is pure (``silent_agent``, ``longer_answers``, ``confidence_drop`` and the
+``*_findings`` functions over query rows): numbers in, ``PassiveFinding`` out, no storage and
+no clock, reusing the alert detectors of ``_detect`` (robust median/MAD baseline of earlier
+windows, a minimum volume, ``silence_finding``). ``check_passive_health`` runs the three
+queries of ``storage/_health_queries`` and judges their rows; the dashboard's Health page
+calls it, and the alert evaluator could (see ``PassiveFinding.breaching``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+from agentwatch.collector._detect import Window, is_anomalous, silence_finding
+from agentwatch.storage import _health_queries as hq
+from agentwatch.storage._store import Rows, Store
+
+PassiveKind = Literal["silent_agent", "longer_answers", "confidence_drop"]
+KINDS: Final[tuple[PassiveKind, ...]] = ("silent_agent", "longer_answers", "confidence_drop")
+TITLES: Final[Mapping[PassiveKind, str]] = {
+    "silent_agent": "Silent agent",
+    "longer_answers": "Longer answers",
+    "confidence_drop": "Confidence drop",
+}
+_NS: Final = 1_000_000_000
+EVERYTHING: Final = hq.Scope()
+
+
+@dataclass(frozen=True, slots=True)
+class PassiveSettings:
+    """How passive health judges. Every signal compares the latest ``window_s`` window with the
+    ``baseline_windows`` windows before it."""
+
+    window_s: int = 900
+    baseline_windows: int = 16
+    settle_s: float = 30.0
+    """Windows end this long before ``now``: spans reach the store a few seconds late."""
+    min_active_windows: int = 12
+    """An agent "normally has traffic" when it ran in at least this many baseline windows."""
+    min_calls: int = 20
+    """Model calls a window needs before its median output tokens is judged or learnt from."""
+    longer_ratio: float = 1.5
+    """Answers are "much longer" at this multiple of the baseline median, or more..."""
+    longer_threshold: float = 4.0
+    """...and this many robust standard deviations (floored MAD of the window medians) above."""
+    min_decisions: int = 20
+    """Decisions a window needs before its median confidence is judged or learnt from."""
+    confidence_drop: float = 0.1
+    """Confidence "has dropped" when its median fell by at least this much (absolute)..."""
+    confidence_threshold: float = 4.0
+    """...and by this many robust standard deviations of the window medians."""
+    min_history: int = 3
+    """Baseline windows with enough volume needed before a median is judged at all."""
+
+    def __post_init__(self) -> None:
+        if self.window_s <= 0:
+            raise ValueError(f"window_s must be positive, not {self.window_s}")
+        if not 1 <= self.baseline_windows < hq.MAX_WINDOWS:
+            raise ValueError(f"baseline_windows must be in 1..{hq.MAX_WINDOWS - 1}")
+        if not 1 <= self.min_active_windows <= self.baseline_windows:
+            raise ValueError("min_active_windows must be in 1..baseline_windows")
+
+
+@dataclass(frozen=True, slots=True)
+class PassiveFinding:
+    """One signal for one agent or task type: ``breaching`` is True (unhealthy), False
+    (healthy) or None (too little traffic or history to tell)."""
+
+    kind: PassiveKind
+    subject: str
+    """The agent (silent agent, longer answers) or task type (confidence drop)."""
+    breaching: bool | None
+    summary: str
+    """What moved, by how much, against what baseline."""
+    value: float | None = None
+    """Runs in the latest window; median output tokens per call; median confidence."""
+    baseline: float | None = None
+    volume: int = 0
+    """Runs, calls or decisions in the latest window."""
+    last_seen_ns: int | None = None
+    """Silent agents: the start of the agent's latest run."""
+
+    @property
+    def title(self) -> str:
+        return TITLES[self.kind]
+
+    @property
+    def group_key(self) -> str:
+        """As the alert evaluator keys groups: ``agent=...`` or ``task_type=...``."""
+        field = "task_type" if self.kind == "confidence_drop" else "agent"
+        return f"{field}={self.subject}"
+
+
+def _num(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def _history(windows: Mapping[int, Window], baseline_windows: int) -> list[Window]:
+    """Windows ``baseline_windows`` .. 1, oldest first; a window without data is empty."""
+    return [windows.get(k, Window(0.0, 0)) for k in range(baseline_windows, 0, -1)]
+
+
+# --- the three signals, on numbers ----------------------------------------------------------------
+def silent_agent(
+    agent: str,
+    runs: Mapping[int, int],
+    settings: PassiveSettings = PassiveSettings(),
+    *,
+    last_seen_ns: int | None = None,
+) -> PassiveFinding:
+    """``runs`` per window (0 = the latest; missing windows had none). Silent when window 0
+    is empty and the agent ran in at least ``min_active_windows`` of the baseline windows."""
+    current = runs.get(0, 0)
+    baseline = [runs.get(k, 0) for k in range(1, settings.baseline_windows + 1)]
+    active = sum(1 for n in baseline if n > 0)
+    finding = silence_finding(
+        current,
+        active,
+        baseline_windows=settings.baseline_windows,
+        min_active_windows=settings.min_active_windows,
+    )
+    typical = sorted(baseline)[len(baseline) // 2]
+    minutes = f"{settings.window_s / 60:g} min"
+    if current > 0:
+        summary = f"{current} runs in the last {minutes}"
+    elif finding.breaching:
+        summary = (
+            f"no runs in the last {minutes}; it ran in {active} of the previous "
+            f"{settings.baseline_windows} windows (typically {typical} runs per window)"
+        )
+    else:
+        summary = (
+            f"no runs in the last {minutes}, but it ran in only {active} of the previous "
+            f"{settings.baseline_windows} windows: too rarely to call it silent"
+        )
+    if current == 0 and last_seen_ns is not None:
+        last = datetime.fromtimestamp(last_seen_ns / _NS, UTC)
+        summary += f"; last run at {last:%Y-%m-%d %H:%M:%S} UTC"
+    return PassiveFinding(
+        "silent_agent",
+        agent,
+        finding.breaching,
+        summary,
+        value=float(current),
+        baseline=float(typical),
+        volume=current,
+        last_seen_ns=last_seen_ns,
+    )
+
+
+def longer_answers(
+    agent: str, windows: Mapping[int, Window], settings: PassiveSettings = PassiveSettings()
+) -> PassiveFinding:
+    """``windows``: per window (0 = the latest), the median output tokens per model call and
+    the number of calls. Breaching when the latest median is at least ``longer_ratio`` times
+    the baseline median and ``longer_threshold`` robust deviations above it."""
+    current = windows.get(0, Window(0.0, 0))
+    decision = is_anomalous(
+        current,
+        _history(windows, settings.baseline_windows),
+        min_volume=settings.min_calls,
+        threshold=settings.longer_threshold,
+        direction="up",
+        relative_floor=0.1,
+        min_history=settings.min_history,
+    )
+    what = "median output tokens per model call"
+    if decision.status == "low_volume":
+        return PassiveFinding(
+            "longer_answers",
+            agent,
+            None,
+            f"{what} {_num(current.value)} over too few calls ({current.volume}) to judge",
+            value=current.value if current.volume else None,
+            volume=current.volume,
+        )
+    if decision.baseline is None:
+        return PassiveFinding(
+            "longer_answers",
+            agent,
+            None,
+            f"{what} {_num(current.value)}: only {decision.history_windows} earlier windows "
+            f"with at least {settings.min_calls} calls, too few for a baseline",
+            value=current.value,
+            volume=current.volume,
+        )
+    ratio = decision.ratio
+    breaching = decision.anomalous and ratio is not None and ratio >= settings.longer_ratio
+    verb = "rose" if current.value > decision.baseline else "is"
+    times = f"x{ratio:.1f}" if ratio is not None else "from zero"
+    summary = (
+        f"{what} {verb} {_num(current.value)} against a baseline of "
+        f"{_num(decision.baseline)} ({times}; median of {decision.history_windows} windows, "
+        f"{current.volume} calls now)"
+    )
+    return PassiveFinding(
+        "longer_answers",
+        agent,
+        breaching,
+        summary,
+        value=current.value,
+        baseline=decision.baseline,
+        volume=current.volume,
+    )
+
+
+def confidence_drop(
+    task_type: str, windows: Mapping[int, Window], settings: PassiveSettings = PassiveSettings()
+) -> PassiveFinding:
+    """``windows``: per window (0 = the latest), the median decision confidence and the number
+    of decisions. Breaching when the latest median fell at least ``confidence_drop`` below the
+    baseline median and ``confidence_threshold`` robust deviations below it."""
+    current = windows.get(0, Window(0.0, 0))
+    decision = is_anomalous(
+        current,
+        _history(windows, settings.baseline_windows),
+        min_volume=settings.min_decisions,
+        threshold=settings.confidence_threshold,
+        direction="down",
+        relative_floor=0.02,
+        min_delta=settings.confidence_drop,
+        min_history=settings.min_history,
+    )
+    what = "median decision confidence"
+    if decision.status == "low_volume":
+        return PassiveFinding(
+            "confidence_drop",
+            task_type,
+            None,
+            f"{what} {_num(current.value)} over too few decisions ({current.volume}) to judge",
+            value=current.value if current.volume else None,
+            volume=current.volume,
+        )
+    if decision.baseline is None:
+        return PassiveFinding(
+            "confidence_drop",
+            task_type,
+            None,
+            f"{what} {_num(current.value)}: only {decision.history_windows} earlier windows "
+            f"with at least {settings.min_decisions} decisions, too few for a baseline",
+            value=current.value,
+            volume=current.volume,
+        )
+    change = current.value - decision.baseline
+    verb = "fell to" if change < 0 else "is"
+    summary = (
+        f"{what} {verb} {current.value:.2f} against a baseline of {decision.baseline:.2f} "
+        f"({change:+.2f}; median of {decision.history_windows} windows, "
+        f"{current.volume} decisions now)"
+    )
+    return PassiveFinding(
+        "confidence_drop",
+        task_type,
+        decision.anomalous,
+        summary,
+        value=current.value,
+        baseline=decision.baseline,
+        volume=current.volume,
+    )
+
+
+# --- the same, on query rows ----------------------------------------------------------------
+def _windows(rows: Rows, subject: str, value: str, volume: str) -> dict[str, dict[int, Window]]:
+    out: dict[str, dict[int, Window]] = defaultdict(dict)
+    for row in rows.dicts():
+        out[str(row[subject])][int(row["window"])] = Window(float(row[value]), int(row[volume]))
+    return dict(out)
+
+
+def silent_agent_findings(rows: Rows, settings: PassiveSettings) -> list[PassiveFinding]:
+    """From ``agent_runs`` rows: one finding per agent."""
+    runs: dict[str, dict[int, int]] = defaultdict(dict)
+    last: dict[str, int] = {}
+    for row in rows.dicts():
+        agent = str(row["agent"])
+        runs[agent][int(row["window"])] = int(row["runs"])
+        last[agent] = max(last.get(agent, 0), int(row["last_ns"]))
+    return [
+        silent_agent(agent, runs[agent], settings, last_seen_ns=last[agent])
+        for agent in sorted(runs)
+    ]
+
+
+def longer_answer_findings(rows: Rows, settings: PassiveSettings) -> list[PassiveFinding]:
+    """From ``chat_output_tokens`` rows: one finding per agent."""
+    by_agent = _windows(rows, "agent", "median_output_tokens", "calls")
+    return [longer_answers(agent, by_agent[agent], settings) for agent in sorted(by_agent)]
+
+
+def confidence_findings(rows: Rows, settings: PassiveSettings) -> list[PassiveFinding]:
+    """From ``decision_confidence`` rows: one finding per task type."""
+    by_type = _windows(rows, "task_type", "median_confidence", "decisions")
+    return [confidence_drop(t, by_type[t], settings) for t in sorted(by_type)]
+
+
+# --- reading the store ----------------------------------------------------------------------
+def end_ns(now: datetime, settings: PassiveSettings) -> int:
+    """Where the latest window ends for an evaluation at ``now``."""
+    return round((now.timestamp() - settings.settle_s) * 1e6) * 1000
+
+
+def check_passive_health(
+    store: Store,
+    now: datetime,
+    settings: PassiveSettings = PassiveSettings(),
+    scope: hq.Scope = EVERYTHING,
+) -> list[PassiveFinding]:
+    """Every passive finding at ``now``: silent agents, then longer answers, then confidence
+    drops, each sorted by subject. Three queries over ``baseline_windows + 1`` windows."""
+    window: dict[str, Any] = {
+        "end_ns": end_ns(now, settings),
+        "window_s": settings.window_s,
+        "windows": settings.baseline_windows + 1,
+        "scope": scope,
+    }
+    return [
+        *silent_agent_findings(hq.agent_runs(store, **window), settings),
+        *longer_answer_findings(hq.chat_output_tokens(store, **window), settings),
+        *confidence_findings(hq.decision_confidence(store, **window), settings),
+    ]
