@@ -3,8 +3,9 @@
 ``AGENTWATCH_CLICKHOUSE_URL`` says where (``http://user:pass@host:8123/database``). In embedded
 mode that is the collector's read-only query endpoint (``agentwatch up`` sets it); with a
 ClickHouse server it is the server. Either way the store is ``ServerStore``, and every query
-is a function of ``agentwatch.storage._queries``, run through ``query()`` so that results are
-cached for ``CACHE_TTL_S`` seconds per (URL, query, arguments).
+is a function of ``agentwatch.storage._queries`` (or of the alert and health reads, and passive
+health), run through ``query()`` so that results are cached for ``CACHE_TTL_S`` seconds per
+(URL, query, arguments).
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from typing import Any, Concatenate, Final, ParamSpec, TypeVar, cast
 import streamlit as st
 
 from agentwatch._errors import AgentwatchError
+from agentwatch.collector import _passive_health as ph
 from agentwatch.dashboards._format import safe_url
+from agentwatch.storage import _alert_queries as aq
+from agentwatch.storage import _health_queries as hq
 from agentwatch.storage import _queries as q
 from agentwatch.storage._store import ServerStore, Store
 
@@ -48,6 +52,12 @@ _QUERIES: Final[dict[str, Callable[..., Any]]] = {
         q.trace_spans,
         q.filter_options,
         q.data_presence,
+        aq.active_alerts,
+        aq.recent_alerts,
+        hq.alerts_table_exists,
+        hq.health_checks,
+        hq.health_pass_rate,
+        ph.check_passive_health,
     )
 }
 
@@ -71,7 +81,7 @@ def _run(url: str, name: str, args: tuple[Any, ...], kwargs: tuple[tuple[str, An
 
 
 def query(fn: Callable[Concatenate[Store, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
-    """Run a query of ``agentwatch.storage._queries`` against the configured store, cached.
+    """Run a dashboard query (one of ``_QUERIES``) against the configured store, cached.
 
     Raises ``Unavailable`` when the store cannot be reached or configured, or fails the query;
     a ``ValueError`` from the query's own argument checks is a bug of the caller and propagates.

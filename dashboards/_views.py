@@ -14,6 +14,7 @@ from typing import Any, Final
 import streamlit as st
 
 from agentwatch.dashboards import _figures as fig
+from agentwatch.dashboards import _health_view as health
 from agentwatch.dashboards._data import Unavailable, query
 from agentwatch.dashboards._format import (
     NONE,
@@ -46,10 +47,6 @@ NO_DATA: Final = (
     "No agent data yet. Run `agentwatch up --demo` to watch a simulated fleet of support agents, "
     'or point an agent at the collector: `aw.configure(endpoint="http://localhost:4318")` '
     "(or set `OTEL_EXPORTER_OTLP_ENDPOINT`)."
-)
-HEALTH_LATER: Final = (
-    "Health checks and alerts arrive in a later release. Until then, the Overview tiles show "
-    "each KPI against its target, and Traces lists every failed or limited task."
 )
 
 _EARLIEST: Final = datetime(2000, 1, 1)  # noqa: DTZ001 - the widget is naive; read as UTC
@@ -283,6 +280,7 @@ def overview_tiles_fragment() -> None:
 
 def overview_page() -> None:
     f = _header("Overview")
+    health.alert_banner()
     if f is None:
         return
     _targets_editor()
@@ -534,4 +532,6 @@ def traces_page() -> None:
 # --- Health & alerts ------------------------------------------------------------------------------
 def health_page() -> None:
     st.title("Health & alerts")
-    st.info(HEALTH_LATER)
+    f = current_filters()
+    st.caption(describe(f))
+    health.health_page(f)

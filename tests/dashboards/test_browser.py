@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 
 from agentwatch.dashboards import _format as fmt
-from agentwatch.dashboards import _views
 from agentwatch.storage import _queries as q
 from agentwatch.storage._queries import Filters
 from agentwatch.storage._store import ServerStore
@@ -212,7 +211,9 @@ def test_a_trace_link_opens_that_trace(browser: Browser, up: Up, expected: Expec
         tab.close()
 
 
-def test_health_page_shows_its_empty_state(page: Page) -> None:
+def test_health_page_says_how_to_add_a_health_check(page: Page) -> None:
     open_page(page, "Health & alerts")
-    expect(page.get_by_text(_views.HEALTH_LATER, exact=True)).to_be_visible()
+    for heading in ("Alerts", "Health checks", "Passive health"):
+        expect(page.locator("h2", has_text=re.compile(f"^{heading}$"))).to_have_count(1)
+    expect(page.get_by_text("No health checks reported yet: register one with")).to_be_visible()
     screenshot(page, "health")
