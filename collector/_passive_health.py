@@ -8,21 +8,26 @@
 
 The judgement is pure (``silent_agent``, ``longer_answers``, ``confidence_drop`` and the
 ``*_findings`` functions over query rows): numbers in, ``PassiveFinding`` out, no storage and
-no clock, reusing the alert detectors of ``_detect`` (robust median/MAD baseline of earlier
-windows, a minimum volume, ``silence_finding``). ``check_passive_health`` runs the three
-queries of ``storage/_health_queries`` and judges their rows; the dashboard's Health page
-calls it, and the alert evaluator could (see ``PassiveFinding.breaching``).
+no clock. It reuses the alert detectors of ``_detect``: ``silence_finding`` for silence, and
+``robust_baseline`` (median and MAD of earlier windows) for the medians, whose scale is also
+floored by the noise a median has at the latest window's count (``median_shift``).
+
+``check_passive_health`` runs the three queries of ``storage/_health_queries`` and judges their
+rows; the dashboard's Health page calls it, and the alert evaluator could (see
+``PassiveFinding.breaching`` and ``group_key``).
 """
 
 from __future__ import annotations
 
+import math
+import statistics
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-from agentwatch.collector._detect import Window, is_anomalous, silence_finding
+from agentwatch.collector._detect import robust_baseline, silence_finding
 from agentwatch.storage import _health_queries as hq
 from agentwatch.storage._store import Rows, Store
 
@@ -35,6 +40,8 @@ TITLES: Final[Mapping[PassiveKind, str]] = {
 }
 _NS: Final = 1_000_000_000
 EVERYTHING: Final = hq.Scope()
+MEDIAN_SE: Final = math.sqrt(math.pi / 2)
+"""The standard error of a median of n values is about this x their standard deviation / sqrt(n)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,16 +57,16 @@ class PassiveSettings:
     """An agent "normally has traffic" when it ran in at least this many baseline windows."""
     min_calls: int = 20
     """Model calls a window needs before its median output tokens is judged or learnt from."""
-    longer_ratio: float = 1.5
+    longer_ratio: float = 2.0
     """Answers are "much longer" at this multiple of the baseline median, or more..."""
     longer_threshold: float = 4.0
-    """...and this many robust standard deviations (floored MAD of the window medians) above."""
+    """...and this many standard deviations above it (see ``median_shift``)."""
     min_decisions: int = 20
     """Decisions a window needs before its median confidence is judged or learnt from."""
     confidence_drop: float = 0.1
     """Confidence "has dropped" when its median fell by at least this much (absolute)..."""
     confidence_threshold: float = 4.0
-    """...and by this many robust standard deviations of the window medians."""
+    """...and by this many standard deviations (see ``median_shift``)."""
     min_history: int = 3
     """Baseline windows with enough volume needed before a median is judged at all."""
 
@@ -106,9 +113,74 @@ def _num(value: float) -> str:
     return f"{value:.3g}"
 
 
-def _history(windows: Mapping[int, Window], baseline_windows: int) -> list[Window]:
+@dataclass(frozen=True, slots=True)
+class Median:
+    """One window of a per-item value (output tokens per call, confidence per decision): the
+    median, how many items, and their spread (a robust standard deviation: IQR / 1.349)."""
+
+    value: float
+    count: int
+    spread: float = 0.0
+
+
+ShiftStatus = Literal["judged", "low_volume", "insufficient_history"]
+
+
+@dataclass(frozen=True, slots=True)
+class Shift:
+    """How far the latest window's median is from the baseline, in standard deviations."""
+
+    status: ShiftStatus
+    current: Median
+    baseline: float | None = None
+    scale: float | None = None
+    score: float | None = None
+    history_windows: int = 0
+
+    @property
+    def ratio(self) -> float | None:
+        if self.baseline is None or self.baseline == 0:
+            return None
+        return self.current.value / self.baseline
+
+
+def median_shift(
+    current: Median,
+    history: Sequence[Median],
+    *,
+    min_count: int,
+    min_history: int = 3,
+    relative_floor: float = 0.0,
+) -> Shift:
+    """Judge the latest window's median against the earlier windows' (oldest first).
+
+    Windows under ``min_count`` items are neither judged nor learnt from. The baseline is the
+    median of the usable windows' medians; the scale a move is measured in is the largest of
+    their MAD (as a standard deviation, ``robust_baseline``), ``relative_floor`` x the
+    baseline, and the noise the latest median has at its own count (``MEDIAN_SE`` x the
+    typical spread / sqrt(count)): a window with few items is not over-read.
+    """
+    if current.count < min_count:
+        return Shift("low_volume", current)
+    usable = [m for m in history if m.count >= min_count]
+    if len(usable) < min_history:
+        return Shift("insufficient_history", current, history_windows=len(usable))
+    spread = statistics.median(m.spread for m in usable)
+    noise = MEDIAN_SE * spread / math.sqrt(current.count)
+    base = robust_baseline(
+        [m.value for m in usable], relative_floor=relative_floor, absolute_floor=noise
+    )
+    change = current.value - base.median
+    if base.scale > 0:
+        score = change / base.scale
+    else:
+        score = math.copysign(math.inf, change) if change else 0.0
+    return Shift("judged", current, base.median, base.scale, score, base.windows)
+
+
+def _history(windows: Mapping[int, Median], baseline_windows: int) -> list[Median]:
     """Windows ``baseline_windows`` .. 1, oldest first; a window without data is empty."""
-    return [windows.get(k, Window(0.0, 0)) for k in range(baseline_windows, 0, -1)]
+    return [windows.get(k, Median(0.0, 0)) for k in range(baseline_windows, 0, -1)]
 
 
 # --- the three signals, on numbers ----------------------------------------------------------------
@@ -159,50 +231,49 @@ def silent_agent(
     )
 
 
-def longer_answers(
-    agent: str, windows: Mapping[int, Window], settings: PassiveSettings = PassiveSettings()
+def _unjudged(
+    kind: PassiveKind, subject: str, shift: Shift, what: str, items: str, min_count: int
 ) -> PassiveFinding:
-    """``windows``: per window (0 = the latest), the median output tokens per model call and
-    the number of calls. Breaching when the latest median is at least ``longer_ratio`` times
-    the baseline median and ``longer_threshold`` robust deviations above it."""
-    current = windows.get(0, Window(0.0, 0))
-    decision = is_anomalous(
-        current,
+    current = shift.current
+    if shift.status == "low_volume":
+        summary = f"{what} {_num(current.value)} over too few {items} ({current.count}) to judge"
+        if current.count == 0:
+            summary = f"no {items} in the latest window"
+    else:
+        summary = (
+            f"{what} {_num(current.value)}: only {shift.history_windows} earlier windows with "
+            f"at least {min_count} {items}, too few for a baseline"
+        )
+    value = current.value if current.count else None
+    return PassiveFinding(kind, subject, None, summary, value=value, volume=current.count)
+
+
+def longer_answers(
+    agent: str, windows: Mapping[int, Median], settings: PassiveSettings = PassiveSettings()
+) -> PassiveFinding:
+    """``windows``: per window (0 = the latest), the median output tokens per model call.
+    Breaching when the latest median is at least ``longer_ratio`` times the baseline median and
+    ``longer_threshold`` standard deviations above it."""
+    shift = median_shift(
+        windows.get(0, Median(0.0, 0)),
         _history(windows, settings.baseline_windows),
-        min_volume=settings.min_calls,
-        threshold=settings.longer_threshold,
-        direction="up",
-        relative_floor=0.1,
+        min_count=settings.min_calls,
         min_history=settings.min_history,
+        relative_floor=0.1,
     )
     what = "median output tokens per model call"
-    if decision.status == "low_volume":
-        return PassiveFinding(
-            "longer_answers",
-            agent,
-            None,
-            f"{what} {_num(current.value)} over too few calls ({current.volume}) to judge",
-            value=current.value if current.volume else None,
-            volume=current.volume,
-        )
-    if decision.baseline is None:
-        return PassiveFinding(
-            "longer_answers",
-            agent,
-            None,
-            f"{what} {_num(current.value)}: only {decision.history_windows} earlier windows "
-            f"with at least {settings.min_calls} calls, too few for a baseline",
-            value=current.value,
-            volume=current.volume,
-        )
-    ratio = decision.ratio
-    breaching = decision.anomalous and ratio is not None and ratio >= settings.longer_ratio
-    verb = "rose" if current.value > decision.baseline else "is"
+    if shift.baseline is None or shift.score is None:
+        return _unjudged("longer_answers", agent, shift, what, "calls", settings.min_calls)
+    current, ratio = shift.current, shift.ratio
+    breaching = (
+        shift.score > settings.longer_threshold
+        and ratio is not None
+        and ratio >= settings.longer_ratio
+    )
     times = f"x{ratio:.1f}" if ratio is not None else "from zero"
     summary = (
-        f"{what} {verb} {_num(current.value)} against a baseline of "
-        f"{_num(decision.baseline)} ({times}; median of {decision.history_windows} windows, "
-        f"{current.volume} calls now)"
+        f"{what} is {_num(current.value)} against a baseline of {_num(shift.baseline)} "
+        f"({times}; median of {shift.history_windows} windows, {current.count} calls now)"
     )
     return PassiveFinding(
         "longer_answers",
@@ -210,71 +281,55 @@ def longer_answers(
         breaching,
         summary,
         value=current.value,
-        baseline=decision.baseline,
-        volume=current.volume,
+        baseline=shift.baseline,
+        volume=current.count,
     )
 
 
 def confidence_drop(
-    task_type: str, windows: Mapping[int, Window], settings: PassiveSettings = PassiveSettings()
+    task_type: str, windows: Mapping[int, Median], settings: PassiveSettings = PassiveSettings()
 ) -> PassiveFinding:
-    """``windows``: per window (0 = the latest), the median decision confidence and the number
-    of decisions. Breaching when the latest median fell at least ``confidence_drop`` below the
-    baseline median and ``confidence_threshold`` robust deviations below it."""
-    current = windows.get(0, Window(0.0, 0))
-    decision = is_anomalous(
-        current,
+    """``windows``: per window (0 = the latest), the median decision confidence. Breaching when
+    the latest median fell at least ``confidence_drop`` below the baseline median and
+    ``confidence_threshold`` standard deviations below it."""
+    shift = median_shift(
+        windows.get(0, Median(0.0, 0)),
         _history(windows, settings.baseline_windows),
-        min_volume=settings.min_decisions,
-        threshold=settings.confidence_threshold,
-        direction="down",
-        relative_floor=0.02,
-        min_delta=settings.confidence_drop,
+        min_count=settings.min_decisions,
         min_history=settings.min_history,
+        relative_floor=0.02,
     )
     what = "median decision confidence"
-    if decision.status == "low_volume":
-        return PassiveFinding(
-            "confidence_drop",
-            task_type,
-            None,
-            f"{what} {_num(current.value)} over too few decisions ({current.volume}) to judge",
-            value=current.value if current.volume else None,
-            volume=current.volume,
+    if shift.baseline is None or shift.score is None:
+        return _unjudged(
+            "confidence_drop", task_type, shift, what, "decisions", settings.min_decisions
         )
-    if decision.baseline is None:
-        return PassiveFinding(
-            "confidence_drop",
-            task_type,
-            None,
-            f"{what} {_num(current.value)}: only {decision.history_windows} earlier windows "
-            f"with at least {settings.min_decisions} decisions, too few for a baseline",
-            value=current.value,
-            volume=current.volume,
-        )
-    change = current.value - decision.baseline
+    current = shift.current
+    change = current.value - shift.baseline
+    breaching = -shift.score > settings.confidence_threshold and -change >= settings.confidence_drop
     verb = "fell to" if change < 0 else "is"
     summary = (
-        f"{what} {verb} {current.value:.2f} against a baseline of {decision.baseline:.2f} "
-        f"({change:+.2f}; median of {decision.history_windows} windows, "
-        f"{current.volume} decisions now)"
+        f"{what} {verb} {current.value:.2f} against a baseline of {shift.baseline:.2f} "
+        f"({change:+.2f}; median of {shift.history_windows} windows, "
+        f"{current.count} decisions now)"
     )
     return PassiveFinding(
         "confidence_drop",
         task_type,
-        decision.anomalous,
+        breaching,
         summary,
         value=current.value,
-        baseline=decision.baseline,
-        volume=current.volume,
+        baseline=shift.baseline,
+        volume=current.count,
     )
 
 
 # --- the same, on query rows ----------------------------------------------------------------
-def _windows(rows: Rows, subject: str, value: str, volume: str) -> dict[str, dict[int, Window]]:
-    out: dict[str, dict[int, Window]] = defaultdict(dict)
+def _windows(rows: Rows, subject: str, value: str, count: str) -> dict[str, dict[int, Median]]:
+    out: dict[str, dict[int, Median]] = defaultdict(dict)
     for row in rows.dicts():
-        out[str(row[subject])][int(row["window"])] = Window(float(row[value]), int(row[volume]))
+        median = Median(float(row[value]), int(row[count]), float(row["spread"] or 0.0))
+        out[str(row[subject])][int(row["window"])] = median
     return dict(out)
 
 

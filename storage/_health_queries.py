@@ -15,12 +15,15 @@ at ``end_ns`` and go back in steps of ``window_s``; window 0 is ``[end - window,
 the one before, and so on. Traces holding a probe span are not traffic and count nowhere here.
 
 - ``agent_runs``: ``invoke_agent`` spans per agent and window.
-- ``chat_output_tokens``: the median output tokens of the model calls (``chat``,
+- ``chat_output_tokens``: the median and spread of output tokens per model call (``chat``,
   ``text_completion``, ``generate_content`` with output tokens) per agent and window. A call's
   agent is its own ``gen_ai.agent.name`` when set, else its trace's outermost agent span's.
-- ``decision_confidence``: the median ``agentwatch.decision.confidence`` per task type and
-  window. A decision's task type is its own ``agentwatch.task.type`` when set (the SDK sets it),
-  else its trace's outermost agent span's.
+- ``decision_confidence``: the median and spread of ``agentwatch.decision.confidence`` per task
+  type and window. A decision's task type is its own ``agentwatch.task.type`` when set (the SDK
+  sets it), else its trace's outermost agent span's.
+
+The spread is the interquartile range / 1.349 (a robust standard deviation of the values): with
+the count it gives the noise of a window's median, so a quiet window is not over-read.
 """
 
 # The SQL below is concatenated from this module's own constant fragments only; every value is
@@ -199,14 +202,18 @@ def _per_trace(value: str, keep: str, owner: str, trace_owner: str) -> str:
 
 
 def _medians(subject: str, count: str, median: str, inner: str, filter_param: str) -> str:
+    """Per subject and window: the count, the median and the spread (interquartile range /
+    1.349, a robust standard deviation of the values) of the traces' items."""
     return (
+        f"SELECT {subject}, window, {count}, quartiles[2] AS {median}, "
+        "(quartiles[3] - quartiles[1]) / 1.349 AS spread FROM ("
         f"SELECT if(item.1 != '', item.1, trace_owner) AS {subject}, "
         f"{_window_of('item.3')} AS window, count() AS {count}, "
-        f"quantileExactInclusive(0.5)(item.2) AS {median} "
+        "quantilesExactInclusive(0.25, 0.5, 0.75)(item.2) AS quartiles "
         f"FROM ({inner}) ARRAY JOIN items AS item "
         f"WHERE NOT is_probe AND {subject} != '' "
         f"AND ({{{filter_param}:String}} = '' OR {subject} = {{{filter_param}:String}}) "
-        f"GROUP BY {subject}, window ORDER BY {subject}, window"
+        f"GROUP BY {subject}, window) ORDER BY {subject}, window"
     )
 
 
@@ -227,8 +234,9 @@ _CHAT_TOKENS_SQL: Final = _medians(
 def chat_output_tokens(
     store: Store, *, end_ns: int, window_s: int, windows: int, scope: Scope = Scope()
 ) -> Rows:
-    """Per agent and window (0 = the latest): ``calls`` (model calls with output tokens) and
-    ``median_output_tokens`` per call. Windows without a call have no row."""
+    """Per agent and window (0 = the latest): ``calls`` (model calls with output tokens),
+    ``median_output_tokens`` per call and ``spread`` (interquartile range / 1.349). Windows
+    without a call have no row."""
     return store.query(_CHAT_TOKENS_SQL, _series_params(store, end_ns, window_s, windows, scope))
 
 
@@ -249,6 +257,6 @@ _CONFIDENCE_SQL: Final = _medians(
 def decision_confidence(
     store: Store, *, end_ns: int, window_s: int, windows: int, scope: Scope = Scope()
 ) -> Rows:
-    """Per task type and window (0 = the latest): ``decisions`` and ``median_confidence``.
-    Windows without a decision have no row."""
+    """Per task type and window (0 = the latest): ``decisions``, ``median_confidence`` and
+    ``spread`` (interquartile range / 1.349). Windows without a decision have no row."""
     return store.query(_CONFIDENCE_SQL, _series_params(store, end_ns, window_s, windows, scope))
