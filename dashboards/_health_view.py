@@ -38,7 +38,7 @@ NO_CHECKS: Final = (
     "`agentwatch health run module:probe`)."
 )
 NO_ALERTS: Final = "No alerts: nothing is firing, and no alert fired or resolved in this range."
-NO_TRAFFIC: Final = "No agent traffic in the last {hours} to judge."
+NO_TRAFFIC: Final = "No agent traffic from {start} to {end} to judge."
 ALL_HEALTHY: Final = "No silent agents, no answers much longer than usual, no confidence drops."
 PASSIVE: Final = ph.PassiveSettings()
 ACTIVE_LIMIT: Final = 50
@@ -182,6 +182,13 @@ def passive_status(breaching: bool | None) -> str:
     return "⚠️ unhealthy" if breaching else "✅ healthy"
 
 
+def no_traffic_text(end: datetime, settings: ph.PassiveSettings = PASSIVE) -> str:
+    """No agent ran in the windows passive health reads (they end ``settle_s`` before ``end``)."""
+    last_ns = ph.end_ns(end, settings)
+    first_ns = last_ns - (settings.baseline_windows + 1) * settings.window_s * 1_000_000_000
+    return NO_TRAFFIC.format(start=stamp(first_ns / 1e6), end=stamp(last_ns / 1e6))
+
+
 def passive_text(finding: ph.PassiveFinding) -> str:
     return f"**{finding.title}: {md(finding.subject)}** · {md(finding.summary)}"
 
@@ -305,7 +312,7 @@ def _passive(f: Filters) -> None:
     )
     findings = query(ph.check_passive_health, end, PASSIVE, hq.Scope.of(f))
     if not findings:
-        st.info(NO_TRAFFIC.format(hours=f"{hours + window_min / 60:g} h"))
+        st.info(no_traffic_text(end))
         return
     unhealthy = [x for x in findings if x.breaching]
     for finding in unhealthy:

@@ -234,7 +234,9 @@ def test_a_store_without_checks_or_alerts_says_how_to_get_them(
     _point_at(monkeypatch, fleet.empty_url)  # a span table only: no alerts table either
     at = _open(entry, "health")
     assert not at.error, texts(at.error)
-    assert texts(at.info) == [hv.NO_ALERTS, hv.NO_CHECKS, hv.NO_TRAFFIC.format(hours="4.25 h")]
+    alerts, checks, traffic = texts(at.info)
+    assert (alerts, checks) == (hv.NO_ALERTS, hv.NO_CHECKS)
+    assert traffic.startswith("No agent traffic from ")
 
 
 # --- the Overview banner --------------------------------------------------------------------------
@@ -292,6 +294,13 @@ def test_change_text_says_how_far_from_the_baseline(
     value: float | None, baseline: float | None, text: str
 ) -> None:
     assert hv.change_text(value, baseline) == text
+
+
+def test_no_traffic_names_the_hours_passive_health_read() -> None:
+    end = datetime(2030, 1, 1, 12, 0, 30, tzinfo=UTC)  # windows end 30 s (settle) earlier
+    assert hv.no_traffic_text(end) == (
+        "No agent traffic from 2030-01-01 07:45:00 UTC to 2030-01-01 12:00:00 UTC to judge."
+    )
 
 
 def test_data_is_escaped_not_read_as_markdown() -> None:
