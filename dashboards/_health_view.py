@@ -268,7 +268,7 @@ def _alerts(f: Filters) -> None:
     if not resolved:
         st.caption("No alert resolved in this range.")
     for row in resolved:
-        st.markdown("✅ " + alert_text(row))
+        st.container(border=True).markdown("✅ " + alert_text(row))
 
 
 def _checks(f: Filters) -> None:
