@@ -263,15 +263,22 @@ def _du(path: Path) -> int:
 
 # --- evaluation ---------------------------------------------------------------------------------
 def time_passes(store: EmbeddedStore, now: dt.datetime, passes: int) -> dict[str, Any]:
+    """Cold passes (a new evaluator each: every rule's whole range is queried) and warm ones
+    (an evaluator that judged the window before: only the new window is queried, as in the
+    running service)."""
     rules = default_rules()
     settings = EvaluatorSettings(settle_s=0, record=False)
-    # A new evaluator per pass: every pass runs every rule's queries from scratch.
-    results = []
+    cold, warm = [], []
     for _ in range(passes):
+        cold.append(Evaluator(store, rules, settings=settings).evaluate(now))
         evaluator = Evaluator(store, rules, settings=settings)
-        results.append(evaluator.evaluate(now))
-    first, rest = results[0], results[1:] or results
-    found = sorted(f"{a.rule} [{a.group}]" for a in first.alerts if a.event == "fired")
+        evaluator.evaluate(now - dt.timedelta(seconds=WINDOW_S))
+        warm.append(evaluator.evaluate(now))
+    first, rest = cold[0], cold[1:] or cold
+
+    def fired(result: Any) -> list[str]:
+        return sorted(f"{a.rule} [{a.group}]" for a in result.alerts if a.event == "fired")
+
     per_rule = {
         name: round(statistics.median(r.rule_seconds[name] for r in rest) * 1000, 1)
         for name in first.rule_seconds
@@ -280,10 +287,13 @@ def time_passes(store: EmbeddedStore, now: dt.datetime, passes: int) -> dict[str
         "first_pass_s": round(first.seconds, 3),
         "median_pass_s": round(statistics.median(r.seconds for r in rest), 3),
         "max_pass_s": round(max(r.seconds for r in rest), 3),
+        "warm_median_pass_s": round(statistics.median(r.seconds for r in warm), 3),
+        "warm_max_pass_s": round(max(r.seconds for r in warm), 3),
         "passes": passes,
         "per_rule_median_ms": per_rule,
         "errors": first.errors,
-        "fired": found,
+        "fired": fired(first),
+        "fired_warm": sorted({f for r in warm for f in fired(r)}),
     }
 
 
@@ -351,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
 
     temporary = args.data_dir is None
     data_dir = Path(tempfile.mkdtemp(prefix="bench_alerts_")) if temporary else args.data_dir
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    # The staged incident fills the last 5-minute window before ``now``: align it to the windows.
+    now = dt.datetime.fromtimestamp(time.time() // WINDOW_S * WINDOW_S, dt.UTC)
     result: dict[str, Any] = {
         "date": now.date().isoformat(),
         "commit": _commit(),
@@ -368,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
             latest = store.query(
                 f"SELECT toUnixTimestamp64Nano(max(Timestamp)) FROM {store.database}.{SPANS_TABLE}"
             ).scalar()
-            now = dt.datetime.fromtimestamp(int(latest) / NS + 1, dt.UTC)
+            end_s = -(-int(latest) // (WINDOW_S * NS)) * WINDOW_S  # the window end seeded
+            now = dt.datetime.fromtimestamp(end_s, dt.UTC)
             result["seeding"] = {"reused": str(data_dir), "spans": stored}
         else:
             t0 = time.perf_counter()
@@ -398,8 +410,11 @@ def main(argv: list[str] | None = None) -> int:
     ok = (
         result["evaluation"]["median_pass_s"] < 1.0
         and result["evaluation_as_inserted"]["median_pass_s"] < 1.0
-        and set(result["evaluation"]["fired"]) == expected
-        and set(result["evaluation_as_inserted"]["fired"]) == expected
+        and all(
+            set(result[k][f]) == expected
+            for k in ("evaluation", "evaluation_as_inserted")
+            for f in ("fired", "fired_warm")
+        )
         and all(q["precision"] >= 0.95 and q["recall"] >= 0.9 for q in result["detection"].values())
     )
     print("targets met" if ok else "TARGET MISSED", file=sys.stderr)

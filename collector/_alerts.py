@@ -9,9 +9,12 @@ Transitions are appended to the alerts table and queued for the notifiers; neith
 error in one rule nor a failing notifier stops the pass.
 
 Time is always passed in (``evaluate(now)``), so tests and backfills run at any moment
-without waiting. Windows end ``settle_s`` before ``now``: spans reach the store a few seconds
-after they start (the SDK batches, the collector batches), and a half-filled current window
-would read as a drop.
+without waiting. Anomaly and threshold rules judge the latest complete window, aligned to
+multiples of its size since the epoch (the dashboard's time buckets), that ended at least
+``settle_s`` before ``now``: spans reach the store a few seconds after they start (the SDK
+batches, the collector batches), and a half-filled window would read as a drop. A complete
+window is queried once and kept, so after the first pass (the whole baseline in one query) each
+pass reads only the new window.
 
 Where it runs:
 
@@ -76,7 +79,6 @@ from agentwatch.collector._notify import (
 from agentwatch.storage import _alert_queries as q
 from agentwatch.storage._store import (
     EmbeddedStore,
-    Rows,
     ServerStore,
     StorageError,
     Store,
@@ -95,7 +97,8 @@ class EvaluatorSettings:
     dashboard_url: str | None = None
     """Base URL of the dashboard; alerts then link ``{dashboard_url}/traces?trace_id=<id>``."""
     settle_s: float = 10.0
-    """Windows end this long before ``now``, so late spans are not read as a drop."""
+    """A window is judged once it ended this long ago, so late spans are not read as a drop
+    (spans arriving later still are not seen by the windows already judged)."""
     trace_links: int = 5
     """Traces attached to a fired alert (the most expensive, failed, slowest... of its window)."""
     health_lookback_s: int = 86_400
@@ -191,13 +194,6 @@ def metric_window(metric: str, row: Mapping[str, Any]) -> Window:
     return Window(value, tasks)
 
 
-def _by_group(rows: Rows) -> dict[str, dict[int, dict[str, Any]]]:
-    groups: dict[str, dict[int, dict[str, Any]]] = {}
-    for row in rows.dicts():
-        groups.setdefault(str(row["group_key"]), {})[int(row["window"])] = row
-    return groups
-
-
 def rule_interval_s(rule: Rule) -> int:
     """How often ``rule`` is evaluated: once per window, or every minute."""
     if isinstance(rule, AnomalyRule | ThresholdRule):
@@ -226,28 +222,39 @@ class Evaluator:
         self._policies: dict[str, Policy] = {r.name: r for r in self.rules}
         self.states: dict[AlertKey, AlertState] = {}
         self._last_run: dict[str, float] = {}
+        self._last_window: dict[str, int] = {}
         self._restored = not settings.record
         self._lock = threading.Lock()
-        self._windows_cache: dict[tuple[int, int, str, q.Scope], tuple[int, Rows]] = {}
+        # (window_s, group_by, scope) -> window end (ns) -> that window's task_windows rows.
+        self._windows: dict[tuple[int, str, q.Scope], dict[int, list[dict[str, Any]]]] = {}
 
     # -- scheduling
+    def _window_end(self, now: datetime, window_s: int) -> int:
+        """End (ns) of the latest complete window of ``window_s`` before ``now - settle_s``.
+        Windows are aligned to multiples of their size since the epoch, like the dashboard's
+        time buckets, so an alert's window is a bar on the charts."""
+        window_ns = window_s * _NS
+        return (self._end_ns(now) // window_ns) * window_ns
+
+    def _wait_s(self, rule: Rule, now: datetime) -> float:
+        """Seconds until ``rule`` is due: windowed rules when a new window is complete, the
+        others ``rule_interval_s`` after their last evaluation."""
+        if isinstance(rule, AnomalyRule | ThresholdRule):
+            if self._last_window.get(rule.name) != self._window_end(now, rule.window_s):
+                return 0.0
+            next_end = self._window_end(now, rule.window_s) + rule.window_s * _NS
+            return (next_end + self.settings.settle_s * _NS - _ns(now)) / _NS
+        if rule.name not in self._last_run:
+            return 0.0
+        return self._last_run[rule.name] + rule_interval_s(rule) - now.timestamp()
+
     def due(self, now: datetime) -> list[Rule]:
-        """The rules whose interval has passed since they were last evaluated."""
-        at = now.timestamp()
-        return [
-            r
-            for r in self.rules
-            if r.name not in self._last_run
-            or at - self._last_run[r.name] >= rule_interval_s(r) - 1e-6
-        ]
+        """The rules with something new to evaluate at ``now``."""
+        return [r for r in self.rules if self._wait_s(r, now) <= 1e-6]
 
     def next_due_s(self, now: datetime) -> float:
         """Seconds from ``now`` until some rule is due (0 when one is)."""
-        at = now.timestamp()
-        waits = [
-            self._last_run[r.name] + rule_interval_s(r) - at if r.name in self._last_run else 0.0
-            for r in self.rules
-        ]
+        waits = [self._wait_s(r, now) for r in self.rules]
         return max(0.0, min(waits, default=float(_SERVICE_INTERVAL_S)))
 
     # -- one pass
@@ -256,13 +263,14 @@ class Evaluator:
         in the alerts table and handed to the dispatcher."""
         started = time.perf_counter()
         with self._lock:
-            self._windows_cache.clear()
             result = EvaluationPass(at=now)
             if not self._restored:
                 self._restore(now, result)
             rules = self.due(now) if only_due else self.rules
             for rule in rules:
                 self._last_run[rule.name] = now.timestamp()
+                if isinstance(rule, AnomalyRule | ThresholdRule):
+                    self._last_window[rule.name] = self._window_end(now, rule.window_s)
                 rule_started = time.perf_counter()
                 try:
                     verdicts = self._verdicts(rule, now)
@@ -310,31 +318,46 @@ class Evaluator:
     def _task_windows(
         self, now: datetime, window_s: int, windows: int, group_by: q.TaskGroup, where: Where
     ) -> dict[str, dict[int, dict[str, Any]]]:
-        """``task_windows`` by group and window. Rules of the same window size, grouping and
-        scope share one query per pass (the default cost and error rules do): it returns
-        every metric, and a shorter history is a subset of a longer one."""
+        """``task_windows`` rows by group and window (0 = the latest complete window).
+
+        A complete window does not change (spans later than ``settle_s`` aside), so each one
+        is queried once and kept: the first pass reads the whole baseline in one query, later
+        passes only the new window. Rules of the same window size, grouping and scope (the
+        default cost and error rules) share the windows: every row carries every metric."""
         scope = _scope(where)
-        key = (self._end_ns(now), window_s, group_by, scope)
-        cached = self._windows_cache.get(key)
-        if cached is None or cached[0] < windows:
-            needed = max(windows, *(self._history_needed(window_s, group_by, scope)))
+        window_ns = window_s * _NS
+        end = self._window_end(now, window_s)
+        cache = self._windows.setdefault((window_s, group_by, scope), {})
+        ends = [end - k * window_ns for k in range(windows)]
+        missing = [e for e in ends if e not in cache]
+        if missing:
+            newest = max(missing)
+            count = (newest - min(missing)) // window_ns + 1
             rows = q.task_windows(
                 self.store,
-                end_ns=key[0],
+                end_ns=newest,
                 window_s=window_s,
-                windows=needed,
+                windows=count,
                 group_by=group_by,
                 scope=scope,
             )
-            cached = self._windows_cache[key] = (needed, rows)
-        grouped = _by_group(cached[1])
-        return {
-            group: {k: row for k, row in by_window.items() if k < windows}
-            for group, by_window in grouped.items()
-        }
+            fresh: dict[int, list[dict[str, Any]]] = {
+                newest - k * window_ns: [] for k in range(count)
+            }
+            for row in rows.dicts():
+                fresh[newest - int(row["window"]) * window_ns].append(row)
+            cache.update(fresh)
+        keep = max(self._history_needed(window_s, group_by, scope))
+        for stale in [e for e in cache if e <= end - keep * window_ns or e > end]:
+            del cache[stale]
+        grouped: dict[str, dict[int, dict[str, Any]]] = {}
+        for k, window_end in enumerate(ends):
+            for row in cache.get(window_end, ()):
+                grouped.setdefault(str(row["group_key"]), {})[k] = row
+        return grouped
 
     def _history_needed(self, window_s: int, group_by: str, scope: q.Scope) -> list[int]:
-        """Windows every rule sharing this query shape needs, so the first query serves all."""
+        """Windows the rules sharing this query shape need (the most is kept)."""
         needed = [1]
         for rule in self.rules:
             if (
@@ -543,7 +566,7 @@ class Evaluator:
         group = _group_value(verdict.group)
         try:
             if isinstance(rule, AnomalyRule | ThresholdRule):
-                end_ns = self._end_ns(now)
+                end_ns = self._window_end(now, rule.window_s)
                 found = q.offending_traces(
                     self.store,
                     metric=rule.metric,

@@ -195,6 +195,17 @@ def test_the_incident_is_recorded_fired_then_resolved(spike: SpikeRun) -> None:
     assert incident["resolved_at_ms"] == window_start(resolved_at + 1) // 1_000_000
 
 
+def test_kept_windows_give_the_verdicts_of_querying_every_window_again(spike: SpikeRun) -> None:
+    """The spike run's evaluator kept each judged window; a new evaluator per pass queries
+    the whole baseline every time. Their verdicts agree."""
+
+    def verdicts(result: EvaluationPass) -> list[tuple[str, str, bool | None, str]]:
+        return sorted((v.rule, v.group, v.breaching, v.summary) for v in result.verdicts)
+
+    fresh = [evaluator(spike.store).evaluate(result.at) for _, result in spike.passes]
+    assert [verdicts(r) for r in fresh] == [verdicts(r) for _, r in spike.passes]
+
+
 # --- silence and probes ---------------------------------------------------------------------
 def busy_agents(spans: Spans, *, silent_s: int | None = None, probes: bool = False) -> Spans:
     """Agents "support" and "tracker" with tasks every minute for 2.5 hours before NOW;
