@@ -17,7 +17,8 @@ from .conftest import ODD_TASK_TYPE, Fleet
 
 
 def approx(value: Any) -> Any:
-    return pytest.approx(value, rel=1e-9, abs=1e-12)
+    """Tolerant float comparison; None must be matched exactly (newer pytest refuses it)."""
+    return value if value is None else pytest.approx(value, rel=1e-9, abs=1e-12)
 
 
 def periods(fleet: Fleet) -> tuple[Filters, Filters]:
