@@ -136,7 +136,7 @@ def run_up(
     The alert evaluator runs in this process, on the store the collector owns (embedded chDB
     admits one process), and prints alerts here. With ``--demo`` and no rule file it uses
     ``demo_rules()``: 1-minute windows and a 10-minute baseline, so the demo's spikes (from
-    minute 3 to 5) fire about a minute after they start."""
+    minute 3 to 5) fire within two minutes of their start."""
     alert_options = alerts or AlertOptions()
     rules = alert_options.rules(demo=demo) if alert_options.enabled else []
     collector = Collector(config)
