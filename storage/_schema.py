@@ -29,6 +29,8 @@ from agentwatch.storage._conventions import (
 SPANS_TABLE: Final = "otel_traces"
 MIGRATIONS_TABLE: Final = "agentwatch_migrations"
 ALERTS_TABLE: Final = "agentwatch_alerts"
+TRACE_FACTS_TABLE: Final = "agentwatch_trace_facts"
+TRACE_FACTS_VIEW: Final = "agentwatch_trace_facts_mv"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
@@ -159,7 +161,143 @@ def migrations(database: str, retention_days: int) -> tuple[Migration, ...]:
     return (
         Migration(1, "span table", (spans_table_ddl(db, retention_days),)),
         Migration(2, "alerts table", (alerts_table_ddl(db, retention_days),)),
+        Migration(
+            3,
+            "typed Iterations and AgentTools columns; per-trace facts by hour",
+            (
+                f"ALTER TABLE {db}.{SPANS_TABLE} " + _add_columns(SPAN_COLUMNS_V3),
+                trace_facts_table_ddl(db, retention_days),
+                # Back-fill first, then start the view: a statement that fails half-way is
+                # re-run by the next start, and the back-fill only runs into an empty table.
+                f"INSERT INTO {db}.{TRACE_FACTS_TABLE} "  # noqa: S608 - identifiers validated
+                + trace_facts_select(
+                    f"{db}.{SPANS_TABLE}",
+                    f"(SELECT count() FROM {db}.{TRACE_FACTS_TABLE}) = 0",  # noqa: S608
+                ),
+                f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{TRACE_FACTS_VIEW} "
+                f"TO {db}.{TRACE_FACTS_TABLE} AS " + trace_facts_select(f"{db}.{SPANS_TABLE}"),
+            ),
+        ),
     )
+
+
+# --- migration 3: typed columns the dashboard reads on every agent span --------------------------
+SPAN_COLUMNS_V3: Final = (
+    # aw.iteration() counts; read on every agent span for the Overview's iterations tile.
+    "`Iterations` UInt64 DEFAULT toUInt64OrZero(SpanAttributes['agentwatch.task.iterations'])",
+    # @agent(tools=[...]): the tools an agent declares, a JSON array in the map.
+    "`AgentTools` Array(LowCardinality(String)) DEFAULT "
+    "JSONExtract(SpanAttributes['agentwatch.agent.tools'], 'Array(String)')",
+)
+
+
+def _add_columns(columns: tuple[str, ...]) -> str:
+    return ", ".join(f"ADD COLUMN IF NOT EXISTS {column}" for column in columns)
+
+
+# --- migration 3: per-trace facts, one row per (hour, service, environment, trace) ---------------
+# The dashboard's per-task numbers (error categories, decisions by task outcome, spend per trace)
+# join spans of one trace to its agent span. Over millions of traces, reading and hashing the
+# 32-character trace ids at query time dominated; this table holds each trace's facts per hour,
+# service and environment, filled by a materialized view as spans are inserted (so by any
+# writer, the stock OTel exporter included) and merged in the background. A query adds up the
+# rows of the whole hours in its range (keyed by a 128-bit hash of the trace id) and computes
+# the same rows from the spans of the partial hours at both ends, so results are exact.
+#
+# Every column is a SimpleAggregateFunction, cheap to merge: the task's fields come from its
+# root agent span (max over root agent spans: a trace has one root); a trace whose agent spans
+# are all below other spans (nested under a foreign parent) takes its earliest agent span's,
+# packed into one string ordered by start time (``FirstAgent``) and unpacked when needed.
+_AGENT: Final = "Operation = 'invoke_agent'"
+_ROOT_AGENT: Final = f"{_AGENT} AND ParentSpanId = ''"
+_NESTED_AGENT: Final = f"{_AGENT} AND ParentSpanId != ''"
+_MODEL_OPERATIONS: Final = "('chat', 'text_completion', 'generate_content')"
+OUTCOME_SQL: Final = "multiIf(Outcome != '', Outcome, StatusCode = 'Error', 'failed', 'completed')"
+# A nested agent span's start (19 zero-padded digits of ns, so strings sort by time) and its
+# fields, each base64-encoded (so no value can contain the separator). '~' sorts after digits:
+# it stands for "no such span in this row".
+_PACKED_AGENT: Final = (
+    "concat(leftPad(toString(toUnixTimestamp64Nano(Timestamp)), 19, '0'), ',', "
+    "base64Encode(AgentName), ',', base64Encode(TaskType), ',', "
+    f"base64Encode({OUTCOME_SQL}), ',', base64Encode(LimitExceeded), ',', toString(Duration))"
+)
+NO_FIRST_AGENT: Final = "~"
+
+
+def trace_facts_select(source: str, where: str = "") -> str:
+    """The SELECT that turns spans of ``source`` into trace-fact rows (the view's query; the
+    dashboard runs it on the partial hours at the ends of a range). ``where`` is constant SQL.
+
+    Changing it changes what the view writes: that takes a new migration."""
+    condition = "Timestamp >= toDateTime64(0, 9)" + (f" AND {where}" if where else "")
+    return (
+        "SELECT toStartOfHour(Timestamp, 'UTC') AS Hour, ServiceName, Environment, "  # noqa: S608 - constant SQL
+        "reinterpretAsUInt128(sipHash128(TraceId)) AS TraceKey, "
+        f"countIf({_ROOT_AGENT}) AS RootAgentSpans, "
+        f"countIf({_NESTED_AGENT}) AS NestedAgentSpans, "
+        f"maxIf(AgentName, {_ROOT_AGENT}) AS Agent, "
+        f"maxIf(TaskType, {_ROOT_AGENT}) AS RootTaskType, "
+        f"maxIf({OUTCOME_SQL}, {_ROOT_AGENT}) AS RootOutcome, "
+        f"maxIf(LimitExceeded, {_ROOT_AGENT}) AS LimitHit, "
+        f"maxIf(Duration, {_ROOT_AGENT}) AS RootDuration, "
+        f"if(NestedAgentSpans > 0, minIf({_PACKED_AGENT}, {_NESTED_AGENT}), "
+        f"'{NO_FIRST_AGENT}') AS FirstAgent, "
+        "sumIf(CostUsd, CostUsd > 0) AS Spend, "
+        "countIf(CostUsd > 0 AND TaskType = '') AS UntypedPricedSpans, "
+        f"countIf(ErrorType != '' AND Operation IN {_MODEL_OPERATIONS}) AS ModelErrors, "
+        "countIf(ErrorType != '' AND Operation = 'execute_tool') AS ToolErrors, "
+        "countIf(ErrorType != '' AND Operation NOT IN "
+        "('chat', 'text_completion', 'generate_content', 'execute_tool', 'invoke_agent')) "
+        "AS OtherErrors, "
+        "groupArrayIf((assumeNotNull(Confidence), toString(TaskType)), "
+        "Operation = 'decision' AND Confidence IS NOT NULL) AS Decisions "
+        f"FROM {source} WHERE {condition} "
+        "GROUP BY Hour, ServiceName, Environment, TraceKey"
+    )
+
+
+def trace_facts_table_ddl(
+    database: str,
+    retention_days: int,
+    *,
+    on_cluster: str | None = None,
+    engine: str = "AggregatingMergeTree()",
+    table: str = TRACE_FACTS_TABLE,
+) -> str:
+    """CREATE TABLE for the per-trace facts (see ``trace_facts_select``)."""
+    if not 1 <= retention_days <= 36500:
+        raise ValueError(f"retention_days must be an integer in 1..36500, not {retention_days!r}")
+    db = check_identifier(database)
+    check_identifier(table)
+    cluster = f" ON CLUSTER {check_identifier(on_cluster)}" if on_cluster else ""
+
+    def simple(function: str, kind: str) -> str:
+        return f"SimpleAggregateFunction({function}, {kind})"
+
+    return f"""CREATE TABLE IF NOT EXISTS {db}.{table}{cluster} (
+    `Hour` DateTime('UTC'),
+    `ServiceName` LowCardinality(String),
+    `Environment` LowCardinality(String),
+    `TraceKey` UInt128,
+    `RootAgentSpans` {simple("sum", "UInt64")},
+    `NestedAgentSpans` {simple("sum", "UInt64")},
+    `Agent` {simple("max", "LowCardinality(String)")},
+    `RootTaskType` {simple("max", "LowCardinality(String)")},
+    `RootOutcome` {simple("max", "LowCardinality(String)")},
+    `LimitHit` {simple("max", "LowCardinality(String)")},
+    `RootDuration` {simple("max", "UInt64")},
+    `FirstAgent` {simple("min", "String")},
+    `Spend` {simple("sum", "Float64")},
+    `UntypedPricedSpans` {simple("sum", "UInt64")},
+    `ModelErrors` {simple("sum", "UInt64")},
+    `ToolErrors` {simple("sum", "UInt64")},
+    `OtherErrors` {simple("sum", "UInt64")},
+    `Decisions` {simple("groupArrayArray", "Array(Tuple(Float64, String))")}
+) ENGINE = {engine}
+PARTITION BY toDate(Hour)
+ORDER BY (Hour, ServiceName, Environment, TraceKey)
+TTL Hour + toIntervalDay({retention_days})
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1"""
 
 
 def alerts_table_ddl(database: str, retention_days: int, *, table: str = ALERTS_TABLE) -> str:
@@ -207,18 +345,43 @@ def migrations_table_ddl(database: str) -> str:
 
 
 def cluster_ddl(database: str, cluster: str, retention_days: int) -> list[str]:
-    """DDL for a ClickHouse cluster: a Replicated local table and a Distributed table over it.
+    """DDL for a ClickHouse cluster: Replicated local tables and Distributed tables over them,
+    in the state every migration leaves a single node in.
 
     Collectors insert into the Distributed table ``otel_traces``; it shards by trace so a
-    trace's spans stay together.
+    trace's spans stay together. On each shard, the materialized view fills that shard's trace
+    facts from the spans its local table receives; the dashboard reads them all through the
+    Distributed ``agentwatch_trace_facts`` (a trace's rows are all on its spans' shard).
     """
     db = check_identifier(database)
     c = check_identifier(cluster)
     local = f"{SPANS_TABLE}_local"
-    replicated = f"ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{db}/{local}', '{{replica}}')"
+    facts_local = f"{TRACE_FACTS_TABLE}_local"
+
+    def replicated(engine: str, table: str) -> str:
+        return f"Replicated{engine}('/clickhouse/tables/{{shard}}/{db}/{table}', '{{replica}}')"
+
     return [
         f"CREATE DATABASE IF NOT EXISTS {db} ON CLUSTER {c}",
-        spans_table_ddl(db, retention_days, on_cluster=c, engine=replicated, table=local),
+        spans_table_ddl(
+            db,
+            retention_days,
+            on_cluster=c,
+            engine=replicated("MergeTree", local),
+            table=local,
+        ),
+        f"ALTER TABLE {db}.{local} ON CLUSTER {c} " + _add_columns(SPAN_COLUMNS_V3),
         f"CREATE TABLE IF NOT EXISTS {db}.{SPANS_TABLE} ON CLUSTER {c} AS {db}.{local} "
         f"ENGINE = Distributed({c}, {db}, {local}, cityHash64(TraceId))",
+        trace_facts_table_ddl(
+            db,
+            retention_days,
+            on_cluster=c,
+            engine=replicated("AggregatingMergeTree", facts_local),
+            table=facts_local,
+        ),
+        f"CREATE TABLE IF NOT EXISTS {db}.{TRACE_FACTS_TABLE} ON CLUSTER {c} "
+        f"AS {db}.{facts_local} ENGINE = Distributed({c}, {db}, {facts_local}, rand())",
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{TRACE_FACTS_VIEW} ON CLUSTER {c} "
+        f"TO {db}.{facts_local} AS " + trace_facts_select(f"{db}.{local}"),
     ]

@@ -21,6 +21,7 @@ from agentwatch._errors import AgentwatchError, ConfigurationError
 from agentwatch.storage._schema import (
     MIGRATIONS_TABLE,
     SPANS_TABLE,
+    TRACE_FACTS_TABLE,
     check_identifier,
     migrations,
     migrations_table_ddl,
@@ -118,11 +119,13 @@ def apply_migrations(store: Store, retention_days: int = DEFAULT_RETENTION_DAYS)
     return applied
 
 
-_TTL_DAYS = re.compile(r"TTL toDateTime\(Timestamp\) \+ toIntervalDay\((\d+)\)")
+# Tables with a retention TTL, and the time expression it counts from.
+_TTL_TABLES = {SPANS_TABLE: "toDateTime(Timestamp)", TRACE_FACTS_TABLE: "Hour"}
 
 
 def sync_retention(store: Store, retention_days: int) -> bool:
-    """Make the span table's TTL ``retention_days`` if it differs; True when it was changed.
+    """Make the span table's TTL (and the trace facts' TTL, so both keep the same days)
+    ``retention_days`` if it differs; True when one was changed.
 
     Existing parts are not rewritten (``materialize_ttl_after_modify = 0``): expired day
     partitions are dropped whole as merges reach them, which ``ttl_only_drop_parts`` makes cheap.
@@ -130,19 +133,22 @@ def sync_retention(store: Store, retention_days: int) -> bool:
     if not 1 <= retention_days <= 36500:
         raise ValueError(f"retention_days must be in 1..36500, not {retention_days!r}")
     db = check_identifier(store.database)
-    created = store.query(
-        "SELECT create_table_query FROM system.tables WHERE database = {db:String} "
-        "AND name = {table:String}",
-        {"db": db, "table": SPANS_TABLE},
-    ).scalar()
-    match = _TTL_DAYS.search(created or "")
-    if match is None or int(match.group(1)) == retention_days:
-        return False
-    store.command(
-        f"ALTER TABLE {db}.{SPANS_TABLE} MODIFY TTL toDateTime(Timestamp) + "
-        f"toIntervalDay({int(retention_days)}) SETTINGS materialize_ttl_after_modify = 0"
-    )
-    return True
+    changed = False
+    for table, moment in _TTL_TABLES.items():
+        created = store.query(
+            "SELECT create_table_query FROM system.tables WHERE database = {db:String} "
+            "AND name = {table:String}",
+            {"db": db, "table": table},
+        ).scalar()
+        match = re.search(rf"TTL {re.escape(moment)} \+ toIntervalDay\((\d+)\)", created or "")
+        if match is None or int(match.group(1)) == retention_days:
+            continue
+        store.command(
+            f"ALTER TABLE {db}.{table} MODIFY TTL {moment} + "
+            f"toIntervalDay({int(retention_days)}) SETTINGS materialize_ttl_after_modify = 0"
+        )
+        changed = True
+    return changed
 
 
 class EmbeddedStore:

@@ -30,7 +30,7 @@ import agentwatch as aw
 from agentwatch._demo import DemoFleet, FakeModelClient
 from agentwatch.collector._app import Collector, CollectorConfig
 from agentwatch.collector._writer import WriterSettings
-from agentwatch.storage._schema import spans_table_ddl
+from agentwatch.storage._schema import migrations
 from agentwatch.storage._store import EmbeddedStore
 
 from .reference import Span, load_spans
@@ -178,9 +178,11 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             lambda: store.query("SELECT count() FROM agentwatch.otel_traces").scalar() == exported,
             what=f"{exported} spans to be stored",
         )
-        # An empty span table next to the seeded one, for the dashboard's "no data yet" state.
+        # An empty schema next to the seeded one, for the dashboard's "no data yet" state.
         store.command(f"CREATE DATABASE IF NOT EXISTS {EMPTY_DB}")
-        store.command(spans_table_ddl(EMPTY_DB, 30))
+        for migration in migrations(EMPTY_DB, 30):
+            for statement in migration.statements:
+                store.command(statement)
         yield Fleet(
             collector=collector,
             store=store,

@@ -24,7 +24,13 @@ import pyarrow as pa
 import pytest
 
 from agentwatch.collector._query_endpoint import READ_ONLY, QueryEndpoint
-from agentwatch.storage._schema import ALERTS_TABLE, MIGRATIONS_TABLE, SPANS_TABLE
+from agentwatch.storage._schema import (
+    ALERTS_TABLE,
+    MIGRATIONS_TABLE,
+    SPANS_TABLE,
+    TRACE_FACTS_TABLE,
+    TRACE_FACTS_VIEW,
+)
 from agentwatch.storage._store import EmbeddedStore, ServerStore, StorageError, apply_migrations
 
 DB = "agentwatch"
@@ -102,12 +108,14 @@ def span_batch(now_ns: int) -> pa.Table:
 
 def test_migrations_apply_once_then_are_idempotent(server: ServerStore) -> None:
     """apply_migrations creates the schema over HTTP, and a second run applies nothing."""
-    assert apply_migrations(server) == [1, 2]
+    assert apply_migrations(server) == [1, 2, 3]
     assert apply_migrations(server) == []
     tables = server.query(f"SHOW TABLES FROM {server.database}").rows
-    assert sorted(t for (t,) in tables) == sorted([ALERTS_TABLE, MIGRATIONS_TABLE, SPANS_TABLE])
+    assert sorted(t for (t,) in tables) == sorted(
+        [ALERTS_TABLE, MIGRATIONS_TABLE, SPANS_TABLE, TRACE_FACTS_TABLE, TRACE_FACTS_VIEW]
+    )
     versions = server.query(f"SELECT version FROM {server.database}.{MIGRATIONS_TABLE}").rows
-    assert sorted(versions) == [(1,), (2,)]
+    assert sorted(versions) == [(1,), (2,), (3,)]
 
 
 def test_inserted_rows_read_back_with_derived_typed_columns(server: ServerStore) -> None:
