@@ -11,7 +11,9 @@ What the numbers mean:
   agent span (a root starts first), else its earliest agent span. So nested agents and foreign
   parent spans (a web framework's request span, say) neither add tasks nor hide them. Its cost
   is the sum of ``CostUsd`` over every span of the trace. (A root agent span stored twice, by a
-  client retrying a request that had in fact been stored, counts twice.)
+  client retrying a request that had in fact been stored, counts twice. Two *different* root
+  agent spans in one trace, which OpenTelemetry never emits, count as two tasks too, but where
+  tasks are read from the trace facts both take, field by field, the larger of their values.)
 - Spend totals (Overview cost per task, cost summary, cost by model) count every priced span
   in range that passes the service and environment filters, model calls made outside any agent
   run included; with an agent or task-type filter, only the spans of those tasks' traces.
@@ -32,6 +34,12 @@ What the numbers mean:
   and reach span-level queries (tools, cost by model) through the tasks' trace ids.
 - Every query reads only ``[start, end)`` of ``Timestamp`` first (the table is partitioned by
   day), except feedback, which is joined from ``start`` on: reviews arrive after the fact.
+
+Where tasks meet facts of their whole trace (decisions by task outcome, error categories, spend
+per trace, the task type of untyped spans) the queries read per-trace facts kept at write time
+(``storage._schema``, migration 3) for the whole hours of the range, and compute the same facts
+from the spans for the partial hours at its ends: the numbers are those of the definitions
+above, at any range bounds, without reading every task's trace id.
 """
 
 # The SQL below is concatenated from this module's own constant fragments only; every value is
@@ -46,10 +54,18 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from agentwatch.storage._schema import (
+    SPANS_TABLE,
+    TRACE_FACTS_TABLE,
+    trace_facts_select,
+)
 from agentwatch.storage._store import Rows, Store
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_NS: Final = 2**63 - 1
+_HOUR_NS: Final = 3600 * 10**9
+# The last whole hour a DateTime (the trace facts' Hour) holds; later spans are read as spans.
+_LAST_HOUR_NS: Final = (2**32 - 1) // 3600 * 3600 * 10**9
 OUTCOMES: Final = ("completed", "escalated", "failed", "limit_exceeded")
 
 
@@ -101,10 +117,20 @@ class Filters:
 
     def params(self, store: Store) -> dict[str, Any]:
         start_ns, end_ns = self._bounds()
+        # The whole hours inside the range are read from the trace facts; the partial hours
+        # at both ends ([start, hours_from) and [hours_to, end)) from the spans.
+        hours_from = min(-(-start_ns // _HOUR_NS) * _HOUR_NS, _LAST_HOUR_NS)
+        hours_to = min(end_ns // _HOUR_NS * _HOUR_NS, _LAST_HOUR_NS)
+        if hours_from >= hours_to:
+            hours_from = hours_to = end_ns
         return {
             "db": store.database,
             "start_ns": start_ns,
             "end_ns": end_ns,
+            "hours_from_ns": hours_from,
+            "hours_to_ns": hours_to,
+            "hours_from_s": hours_from // 10**9,
+            "hours_to_s": hours_to // 10**9,
             "service": self.service,
             "agent": self.agent,
             "task_type": self.task_type,
@@ -123,7 +149,6 @@ _SPAN_FILTERS: Final = (
     "({service:String} = '' OR ServiceName = {service:String}) "
     "AND ({environment:String} = '' OR Environment = {environment:String})"
 )
-_MODEL_SPAN: Final = "Operation IN ('chat', 'text_completion', 'generate_content')"
 _MODEL_NAME: Final = "if(ResponseModel != '', ResponseModel, RequestModel)"
 _HAS_TOKENS: Final = "(InputTokens > 0 OR OutputTokens > 0)"
 
@@ -184,6 +209,77 @@ def _trace_cost(filters: Filters) -> str:
 def _task_traces(filters: Filters) -> str:
     """Restrict span-level queries to the filtered tasks' traces, when a task filter is set."""
     return _IN_TASKS if filters.by_task else ""
+
+
+# --- per-trace facts ----------------------------------------------------------------------------
+# Queries that need facts of a whole trace next to its task (decisions by task outcome, error
+# categories, spend per trace) read them from the trace facts table (storage._schema): rows per
+# hour, service, environment and trace, kept by a materialized view. The whole hours inside the
+# range come from there; the partial hours at both ends are computed from the spans with the
+# view's own SELECT, so the sums are those of exactly the spans in [start, end). Service and
+# environment filters apply to rows (as they apply to spans); agent and task type to tasks.
+_FACTS: Final = "{db:Identifier}." + TRACE_FACTS_TABLE
+_FACT_HOURS: Final = "Hour >= {hours_from_s:UInt32} AND Hour < {hours_to_s:UInt32}"
+_EDGE_HOURS: Final = (
+    "((Timestamp >= fromUnixTimestamp64Nano({start_ns:Int64}) "
+    "AND Timestamp < fromUnixTimestamp64Nano({hours_from_ns:Int64})) "
+    "OR (Timestamp >= fromUnixTimestamp64Nano({hours_to_ns:Int64}) "
+    "AND Timestamp < fromUnixTimestamp64Nano({end_ns:Int64})))"
+)
+_EDGE_FACTS: Final = trace_facts_select("{db:Identifier}." + SPANS_TABLE, _EDGE_HOURS)
+_TRACE_KEY: Final = "reinterpretAsUInt128(sipHash128(TraceId))"
+_TASK_FACT_COLUMNS: Final = (
+    "ServiceName, Environment, TraceKey, RootAgentSpans, NestedAgentSpans, Agent, "
+    "RootTaskType, RootOutcome, LimitHit, RootDuration, FirstAgent"
+)
+
+
+def _fact_rows(columns: str, where: str = "") -> str:
+    """``columns`` of the trace-fact rows in range; ``where`` (constant SQL, ``AND ...``)
+    narrows both the stored rows and those computed from the partial hours."""
+    return (
+        f"SELECT {columns} FROM {_FACTS} WHERE {_FACT_HOURS}{where} "
+        f"UNION ALL SELECT {columns} FROM ({_EDGE_FACTS}) WHERE 1{where}"
+    )
+
+
+def _packed(field: int) -> str:
+    return f"base64Decode(splitByChar(',', first_agent)[{field}])"
+
+
+def _fact_traces(aggregates: str = "", columns: str = "", where: str = "") -> str:
+    """One row per trace with facts in range: whether it is a task of the filters (``selected``),
+    how many times it counts (``weight``: a root agent span stored twice counts twice, as in
+    ``_tasks``), the task's fields as ``_tasks`` defines them, and ``aggregates`` (constant SQL
+    over the fact ``columns``)."""
+    rows = _fact_rows(_TASK_FACT_COLUMNS + columns, where)
+    return (
+        "SELECT *, "
+        f"if(roots > 0, root_agent, {_packed(2)}) AS agent, "
+        f"if(roots > 0, root_task_type, {_packed(3)}) AS task_type, "
+        f"if(roots > 0, root_outcome, {_packed(4)}) AS outcome, "
+        f"if(roots > 0, root_limit_hit, {_packed(5)}) AS limit_hit, "
+        "if(roots > 0, root_duration, toUInt64(splitByChar(',', first_agent)[6])) AS duration_ns, "
+        "if(roots > 0, roots, 1) AS weight, "
+        "(roots > 0 OR nested > 0) "
+        "AND ({agent:String} = '' OR agent = {agent:String}) "
+        "AND ({task_type:String} = '' OR task_type = {task_type:String}) AS selected "
+        "FROM (SELECT TraceKey, "
+        f"sumIf(RootAgentSpans, {_SPAN_FILTERS}) AS roots, "
+        f"sumIf(NestedAgentSpans, {_SPAN_FILTERS}) AS nested, "
+        f"maxIf(Agent, {_SPAN_FILTERS}) AS root_agent, "
+        f"maxIf(RootTaskType, {_SPAN_FILTERS}) AS root_task_type, "
+        f"maxIf(RootOutcome, {_SPAN_FILTERS}) AS root_outcome, "
+        f"maxIf(LimitHit, {_SPAN_FILTERS}) AS root_limit_hit, "
+        f"maxIf(RootDuration, {_SPAN_FILTERS}) AS root_duration, "
+        f"minIf(FirstAgent, {_SPAN_FILTERS}) AS first_agent"
+        f"{aggregates} FROM ({rows}) GROUP BY TraceKey)"
+    )
+
+
+def _fact_tasks(aggregates: str = "", columns: str = "", where: str = "") -> str:
+    """``_fact_traces`` of the tasks of the filters only."""
+    return f"SELECT * FROM ({_fact_traces(aggregates, columns, where)}) WHERE selected"
 
 
 def _float(value: Any) -> float | None:
@@ -255,11 +351,10 @@ _OVERVIEW_TASKS: Final = (
     f"FROM ({_TASKS})"
     ") AS task_stats CROSS JOIN ("
     # Iterations are counted by aw.iteration() on agent runs with limits; nested runs count.
-    "SELECT avgIf(iterations, iterations > 0) AS avg_iterations FROM ("
-    "SELECT toUInt64OrZero(SpanAttributes['agentwatch.task.iterations']) AS iterations "
+    "SELECT avgIf(Iterations, Iterations > 0) AS avg_iterations "
     + _AGENT_SPANS
     + "AND ({agent:String} = '' OR AgentName = {agent:String}) "
-    "AND ({task_type:String} = '' OR TaskType = {task_type:String}))"
+    "AND ({task_type:String} = '' OR TaskType = {task_type:String})"
     ") AS iteration_stats CROSS JOIN ("
     f"SELECT sum(CostUsd) AS cost_usd FROM {_T} "
     f"WHERE {_IN_RANGE} AND CostUsd > 0 AND {_SPAN_FILTERS}"
@@ -314,7 +409,7 @@ def _cost_by_type(filters: Filters, *, bucketed: bool) -> str:
     """Rows (task_type[, bucket_start], cost_usd, calls): priced spans by task type."""
     in_tasks = _task_traces(filters)
     key = f"{_BUCKET_START} AS bucket_start, " if bucketed else ""
-    keys = "task_type, bucket_start" if bucketed else "task_type"
+    group_by = "task_type, bucket_start" if bucketed else "task_type"
 
     def spans(condition: str, sign: str = "") -> str:
         return (
@@ -323,7 +418,7 @@ def _cost_by_type(filters: Filters, *, bucketed: bool) -> str:
             + _PRICED_IN_RANGE
             + condition
             + in_tasks
-            + f" GROUP BY {keys}"
+            + f" GROUP BY {group_by}"
         )
 
     def per_trace(condition: str) -> str:
@@ -332,21 +427,23 @@ def _cost_by_type(filters: Filters, *, bucketed: bool) -> str:
     own = spans("AND TaskType != ''")
     nested_own = spans("AND TaskType != ''" + _IN_NESTED, sign="-")
     untyped = f"SELECT TraceId {_PRICED_IN_RANGE}AND TaskType = ''{in_tasks}"
-    # The tasks side reads only those traces' agent spans (the TraceId index skips the rest).
-    tasks = _tasks(f"AND (TraceId IN ({untyped}) OR TraceId IN ({_NESTED_IDS}))")
+    # Those traces' tasks come from the trace facts, looked up by key: no trace ids of every
+    # task to read and hash.
+    trace_keys = f"SELECT {_TRACE_KEY} FROM ({untyped} UNION ALL {_NESTED_IDS})"
+    tasks = _fact_tasks(where=f" AND TraceKey IN ({trace_keys})")
     of_trace = (
         f"SELECT t.task_type AS task_type, {'c.bucket_start AS bucket_start, ' if bucketed else ''}"
-        "sum(c.cost) AS cost_usd, toInt64(count()) AS calls "
-        f"FROM ({tasks}) AS t INNER JOIN ("
+        "sum(c.cost * t.weight) AS cost_usd, toInt64(sum(t.weight)) AS calls "
+        f"FROM ({tasks}) AS t INNER JOIN (SELECT {_TRACE_KEY} AS TraceKey, * FROM ("
         + per_trace("AND TaskType = ''")
         + " UNION ALL "
         + per_trace("AND TaskType != ''" + _IN_NESTED)
-        + f") AS c USING TraceId GROUP BY {keys}"
+        + f")) AS c USING TraceKey GROUP BY {group_by}"
     )
     return (
-        f"SELECT {keys}, sum(cost_usd) AS cost_usd, sum(calls) AS calls "
+        f"SELECT {group_by}, sum(cost_usd) AS cost_usd, sum(calls) AS calls "
         f"FROM ({own} UNION ALL {nested_own} UNION ALL {of_trace}) "
-        f"GROUP BY {keys} HAVING calls != 0"
+        f"GROUP BY {group_by} HAVING calls != 0"
     )
 
 
@@ -386,16 +483,16 @@ def cost_by_task_type(store: Store, filters: Filters) -> Rows:
 
 # --- decisions ----------------------------------------------------------------------------------
 _BUCKET: Final = "least(toUInt32(floor(d.Confidence * {bins:UInt32})), {bins:UInt32} - 1) AS bucket"
-_DECISIONS_FROM: Final = (
-    f"FROM {_T} AS d INNER JOIN ({_TASKS}) AS t USING TraceId "
-    f"WHERE {_IN_RANGE} AND d.Operation = 'decision' AND d.Confidence IS NOT NULL "
-)
+# Decisions come with their trace's facts (every decision in range, whatever its service), so
+# joining them to their task's outcome reads no trace ids.
 _CONFIDENCE_SQL: Final = (
-    f"SELECT {_BUCKET}, bucket / {{bins:UInt32}} AS confidence_from, "
-    "if(d.TaskType != '', d.TaskType, t.task_type) AS decision_task_type, "
-    "t.outcome AS task_outcome, count() AS decisions "
-    + _DECISIONS_FROM
-    + "GROUP BY bucket, decision_task_type, task_outcome "
+    "SELECT least(toUInt32(floor(d.1 * {bins:UInt32})), {bins:UInt32} - 1) AS bucket, "
+    "bucket / {bins:UInt32} AS confidence_from, "
+    "if(d.2 != '', d.2, task_type) AS decision_task_type, "
+    "outcome AS task_outcome, sum(weight) AS decisions FROM ("
+    + _fact_tasks(", groupArrayArray(Decisions) AS decision_list", ", Decisions")
+    + ") ARRAY JOIN decision_list AS d "
+    "GROUP BY bucket, decision_task_type, task_outcome "
     "ORDER BY bucket, decision_task_type, task_outcome"
 )
 _FEEDBACK: Final = (
@@ -494,21 +591,21 @@ def tool_usage(store: Store, filters: Filters) -> Rows:
     return store.query(sql, filters.params(store))
 
 
+# Error spans in range count whatever their service (as decisions do); tasks by the filters.
 _ERRORS_SQL: Final = (
-    "SELECT count() AS tasks, "
-    "countIf(e.model_errors > 0) AS model_tasks, sum(e.model_errors) AS model_spans, "
-    "countIf(e.tool_errors > 0) AS tool_tasks, sum(e.tool_errors) AS tool_spans, "
-    f"countIf({_LIMITED}) AS limit_tasks, "
-    "countIf(e.other_errors > 0 OR (outcome = 'failed' AND e.model_errors = 0 "
-    f"AND e.tool_errors = 0 AND NOT {_LIMITED})) AS validation_tasks, "
-    "sum(e.other_errors) AS validation_spans "
-    f"FROM ({_TASKS}) AS t LEFT JOIN ("
-    f"SELECT TraceId, countIf({_MODEL_SPAN}) AS model_errors, "
-    "countIf(Operation = 'execute_tool') AS tool_errors, "
-    "countIf(Operation NOT IN ('chat', 'text_completion', 'generate_content', "
-    "'execute_tool', 'invoke_agent')) AS other_errors "
-    f"FROM {_T} WHERE {_IN_RANGE} AND ErrorType != '' GROUP BY TraceId"
-    ") AS e USING TraceId"
+    "SELECT sum(weight) AS tasks, "
+    "sumIf(weight, model_errors > 0) AS model_tasks, sum(weight * model_errors) AS model_spans, "
+    "sumIf(weight, tool_errors > 0) AS tool_tasks, sum(weight * tool_errors) AS tool_spans, "
+    f"sumIf(weight, {_LIMITED}) AS limit_tasks, "
+    "sumIf(weight, other_errors > 0 OR (outcome = 'failed' AND model_errors = 0 "
+    f"AND tool_errors = 0 AND NOT {_LIMITED})) AS validation_tasks, "
+    "sum(weight * other_errors) AS validation_spans FROM ("
+    + _fact_tasks(
+        ", sum(ModelErrors) AS model_errors, sum(ToolErrors) AS tool_errors, "
+        "sum(OtherErrors) AS other_errors",
+        ", ModelErrors, ToolErrors, OtherErrors",
+    )
+    + ")"
 )
 ERROR_CATEGORIES: Final = ("model", "tool", "validation", "limit")
 
@@ -607,18 +704,20 @@ class CostSummary:
         return _ratio(self.top_cost_usd, self.cost_usd)
 
 
-_COST_SUMMARY_TASKS: Final = (
+# Tasks and spend per trace in one pass over the trace facts. Spend counts every trace with
+# priced spans in range (model calls outside any agent run included), or with a task filter
+# only the filtered tasks' traces; the top 5% are ``ceil(tasks * 0.05)`` of those traces.
+_COST_SUMMARY_TRACES: Final = (
     "SELECT tasks, completed, cost_usd, top_tasks, "
     "arraySum(arraySlice(arrayReverseSort(costs), 1, top_tasks)) AS top_cost_usd, "
     "model_calls, unpriced_calls FROM ("
-    "SELECT count() AS tasks, countIf(outcome = 'completed') AS completed, "
-    "toUInt64(ceil(tasks * 0.05)) AS top_tasks "
-    f"FROM ({_TASKS})"
-    ") AS task_stats CROSS JOIN ("
-    "SELECT sum(cost) AS cost_usd, groupArray(cost) AS costs FROM ("
-)
-_COST_SUMMARY_CALLS: Final = (
-    ")) AS cost_stats CROSS JOIN ("
+    "SELECT sumIf(weight, selected) AS tasks, "
+    "sumIf(weight, selected AND outcome = 'completed') AS completed, "
+    "toUInt64(ceil(tasks * 0.05)) AS top_tasks, "
+    "sumIf(cost, cost > 0 AND (selected OR {by_task:UInt8} = 0)) AS cost_usd, "
+    "groupArrayIf(cost, cost > 0 AND (selected OR {by_task:UInt8} = 0)) AS costs FROM ("
+    + _fact_traces(f", sumIf(Spend, {_SPAN_FILTERS}) AS cost", ", Spend")
+    + ")) AS trace_stats CROSS JOIN ("
     "SELECT count() AS model_calls, countIf(Priced = 0) AS unpriced_calls "
     f"FROM {_T} WHERE {_IN_RANGE} AND {_HAS_TOKENS} AND {_SPAN_FILTERS}"
 )
@@ -628,15 +727,8 @@ def cost_summary(store: Store, filters: Filters) -> CostSummary:
     """Total spend, cost per (successful) task, top-5% concentration, unpriced model calls.
 
     The top 5% are ``ceil(tasks * 0.05)`` of the most expensive traces."""
-    in_tasks = _task_traces(filters)
-    sql = (
-        _COST_SUMMARY_TASKS
-        + _trace_cost(filters)
-        + _COST_SUMMARY_CALLS
-        + in_tasks
-        + ") AS call_stats"
-    )
-    row = _one(store, sql, filters.params(store))
+    sql = _COST_SUMMARY_TRACES + _task_traces(filters) + ") AS call_stats"
+    row = _one(store, sql, {**filters.params(store), "by_task": int(filters.by_task)})
     return CostSummary(
         tasks=int(row["tasks"] or 0),
         completed=int(row["completed"] or 0),

@@ -80,11 +80,12 @@ class Span:
         return None if raw is None else raw == "true"
 
 
-def load_spans(store: Store) -> list[Span]:
+def load_spans(store: Store, database: str = "agentwatch") -> list[Span]:
     rows = store.query(
         "SELECT TraceId, SpanId, ParentSpanId, toUnixTimestamp64Nano(Timestamp), SpanName, "
         "ServiceName, StatusCode, Duration, CostUsd, Priced, SpanAttributes, ResourceAttributes "
-        "FROM agentwatch.otel_traces"
+        "FROM {db:Identifier}.otel_traces",
+        {"db": database},
     ).rows
     return [
         Span(
@@ -242,6 +243,26 @@ def by_task_type(spans: list[Span], f: Filters) -> dict[str, dict[str, Any]]:
         row["limit_exceeded"] += t.limited
         row["cost_usd"] += costs.get(t.trace_id, 0.0)
     return out
+
+
+def spend_by_task_type(spans: list[Span], f: Filters) -> dict[str, float]:
+    """Spend per task type as ``_queries`` documents it: each priced span in range toward its
+    own task type; untyped spans and every span of a trace with a nested or foreign-parented
+    agent span toward their trace's task type, and not at all when the trace is no task. (Equal
+    to ``by_task_type``'s cost when no trace is cut by the range.)"""
+    ts = tasks(spans, f)
+    nested = {
+        s.trace_id for s in spans if s.operation == "invoke_agent" and s.parent_id and span_ok(s, f)
+    }
+    out: dict[str, float] = defaultdict(float)
+    for s in task_filtered(spans, f):
+        if s.cost <= 0:
+            continue
+        if s.task_type and s.trace_id not in nested:
+            out[s.task_type] += s.cost
+        elif s.trace_id in ts:
+            out[ts[s.trace_id].task_type] += s.cost
+    return dict(out)
 
 
 def decisions(spans: list[Span], f: Filters) -> list[tuple[Span, Task]]:

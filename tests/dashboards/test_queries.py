@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,7 +12,8 @@ import pytest
 
 from agentwatch.storage import _queries as q
 from agentwatch.storage._queries import Filters, TraceFilters
-from agentwatch.storage._store import Rows, ServerStore
+from agentwatch.storage._schema import migrations
+from agentwatch.storage._store import Rows, ServerStore, Store
 
 from . import reference as ref
 from .conftest import ODD_TASK_TYPE, Fleet
@@ -464,6 +467,141 @@ def test_query_sizes_are_bounded(fleet: Fleet) -> None:
         q.calibration(fleet.store, Filters(), bins=0)
     with pytest.raises(ValueError, match="limit"):
         q.trace_list(fleet.store, Filters(), limit=100_000)
+
+
+# --- ranges that cut through hours ----------------------------------------------------------------
+# Whole hours are read from the trace facts, partial hours from the spans. The fleet's spans are
+# copied into another database, shifted so that the first span after the fleet's middle starts
+# exactly on an hour, in two inserts (so a trace's facts are split over several rows), and the
+# ranges below cut traces at and between hour boundaries.
+HOURS_DB = "agentwatch_hours"
+FACTS_ONLY_DB = "agentwatch_facts_only"
+HOUR = timedelta(hours=1)
+_COPIED = (
+    "Timestamp, TraceId, SpanId, ParentSpanId, SpanName, SpanKind, ServiceName, "
+    "ResourceAttributes, SpanAttributes, Duration, StatusCode, StatusMessage, CostUsd, Priced"
+)
+
+
+@dataclass(frozen=True)
+class Shifted:
+    store: Store  # reads the copy, through the collector's ClickHouse HTTP endpoint
+    spans: list[ref.Span]
+    hour: datetime  # where the first span after the fleet's middle now starts
+    started: datetime
+    finished: datetime
+
+
+def _copy_shifted(fleet: Fleet, database: str) -> tuple[datetime, timedelta]:
+    """Copy the fleet's spans into ``database``; the first span of batch B starts exactly on
+    the hour returned. Returns that hour and the shift."""
+    first_after = min(s.ts for s in fleet.spans if s.ts >= ref.ns(fleet.middle))
+    hour_s = math.ceil(fleet.middle.timestamp() / 3600) * 3600 + 3600
+    shift_ns = hour_s * 10**9 - first_after
+    fleet.store.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+    for migration in migrations(database, 30):
+        for statement in migration.statements:
+            fleet.store.command(statement)
+    for half in (0, 1):
+        fleet.store.command(
+            f"INSERT INTO {database}.otel_traces ({_COPIED}) SELECT "
+            "fromUnixTimestamp64Nano(toUnixTimestamp64Nano(Timestamp) + {shift:Int64}), "
+            + _COPIED.split(", ", 1)[1]
+            + " FROM agentwatch.otel_traces WHERE cityHash64(SpanId) % 2 = {half:UInt8}",
+            {"shift": shift_ns, "half": half},
+        )
+    return datetime.fromtimestamp(hour_s, tz=UTC), timedelta(microseconds=shift_ns / 1000)
+
+
+@pytest.fixture(scope="module")
+def shifted(fleet: Fleet) -> Iterator[Shifted]:
+    hour, shift = _copy_shifted(fleet, HOURS_DB)
+    store = ServerStore(fleet.query_url.rsplit("/", 1)[0] + "/" + HOURS_DB)
+    try:
+        spans = ref.load_spans(fleet.store, HOURS_DB)
+        assert len(spans) == fleet.exported
+        yield Shifted(store, spans, hour, fleet.started + shift, fleet.finished + shift)
+    finally:
+        store.close()
+
+
+EDGE_CASES = ("whole_hours", "cut_after_the_hour", "cut_before_the_hour", "cut_by_service")
+
+
+@pytest.fixture(params=EDGE_CASES)
+def edge(shifted: Shifted, request: pytest.FixtureRequest) -> Filters:
+    h = shifted.hour
+    after = h + (shifted.finished - h) / 2  # inside batch B
+    before = h - (h - shifted.started) / 2  # inside batch A
+    return {
+        "whole_hours": Filters(start=h - HOUR, end=h + HOUR),
+        "cut_after_the_hour": Filters(start=h - HOUR, end=after),
+        "cut_before_the_hour": Filters(start=before, end=h + HOUR),
+        "cut_by_service": Filters(start=before, end=after, service="support-fleet"),
+    }[request.param]
+
+
+def test_hour_edges_error_categories(shifted: Shifted, edge: Filters) -> None:
+    want = ref.error_categories(shifted.spans, edge)
+    got = by_key(q.error_categories(shifted.store, edge), "category")
+    assert {c: (r["tasks"], r["error_spans"]) for c, r in got.items()} == {
+        c: (w["tasks"], w["error_spans"]) for c, w in want.items()
+    }
+    assert len(ref.tasks(shifted.spans, edge)) > 20  # the range holds tasks
+
+
+def test_hour_edges_confidence_distribution(shifted: Shifted, edge: Filters) -> None:
+    got = {
+        (r["bucket"], r["decision_task_type"], r["task_outcome"]): r["decisions"]
+        for r in q.confidence_distribution(shifted.store, edge, bins=20).dicts()
+    }
+    want: dict[tuple[int, str, str], int] = {}
+    for d, t in ref.decisions(shifted.spans, edge):
+        assert d.confidence is not None
+        key = (ref.bucket(d.confidence, 20), d.task_type or t.task_type, t.outcome)
+        want[key] = want.get(key, 0) + 1
+    assert got == want
+
+
+def test_hour_edges_cost_summary(shifted: Shifted, edge: Filters) -> None:
+    got = q.cost_summary(shifted.store, edge)
+    tasks = ref.tasks(shifted.spans, edge)
+    costs = ref.trace_costs(shifted.spans, edge)
+    top_n = math.ceil(len(tasks) * 0.05)
+    assert (got.tasks, got.completed) == (
+        len(tasks),
+        sum(t.outcome == "completed" for t in tasks.values()),
+    )
+    assert got.cost_usd == approx(sum(costs.values()))
+    assert got.top_cost_usd == approx(sum(sorted(costs.values(), reverse=True)[:top_n]))
+
+
+def test_hour_edges_spend_by_task_type(shifted: Shifted, edge: Filters) -> None:
+    want = ref.spend_by_task_type(shifted.spans, edge)
+    with_tasks = {t.task_type for t in ref.tasks(shifted.spans, edge).values()}
+    got = by_key(q.completion_by_task_type(shifted.store, edge), "task_type")
+    assert {k: r["cost_usd"] for k, r in got.items()} == {
+        k: approx(want.get(k, 0.0)) for k in with_tasks
+    }
+    over_time: dict[str, float] = {}
+    for r in q.cost_over_time_by_task_type(shifted.store, edge, bucket_s=600).dicts():
+        over_time[r["task_type"]] = over_time.get(r["task_type"], 0.0) + r["cost_usd"]
+    assert over_time == {k: approx(v) for k, v in want.items()}
+
+
+def test_whole_hours_are_read_from_the_trace_facts(fleet: Fleet) -> None:
+    """With the spans gone and their facts kept, whole hours still show the tasks (read from
+    the facts) and a range of partial hours shows none (read from the spans)."""
+    hour, _ = _copy_shifted(fleet, FACTS_ONLY_DB)
+    fleet.store.command(f"TRUNCATE TABLE {FACTS_ONLY_DB}.otel_traces")
+    store = ServerStore(fleet.query_url.rsplit("/", 1)[0] + "/" + FACTS_ONLY_DB)
+    try:
+        whole = q.error_categories(store, Filters(start=hour - HOUR, end=hour + HOUR))
+        partial = q.error_categories(store, Filters(start=hour - HOUR / 2, end=hour + HOUR / 2))
+    finally:
+        store.close()
+    assert by_key(whole, "category")["limit"]["tasks"] == fleet.outcomes["limit_exceeded"]
+    assert by_key(partial, "category")["limit"]["tasks"] == 0
 
 
 # --- the same answers through the collector's ClickHouse HTTP endpoint ----------------------------
