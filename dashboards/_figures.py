@@ -2,7 +2,8 @@
 
 Plain functions, no Streamlit: each takes what a query in ``agentwatch.storage._queries``
 returned and gives back a ``plotly.graph_objects.Figure``. An empty result gives an empty
-figure that says so, never an exception.
+figure that says so, never an exception. (The Overview's tool usage is a table: its rows are
+built here too.)
 """
 
 from __future__ import annotations
@@ -263,6 +264,29 @@ def threshold_curve(explorer: Rows, threshold: float) -> go.Figure:
         yaxis={"title": "share", "range": [0, 1.05], "tickformat": ".0%"},
     )
     return fig
+
+
+TOOL_COLUMNS: Final = ("tool", "tier", "calls", "errors", "error_rate", "p95_latency_s")
+
+
+def tool_usage_table(tools: Rows, unused: Rows) -> Rows:
+    """The Overview's tool table: ``tool_usage`` rows, then each tool an agent declares but
+    never called (``unused_tools``) with no calls, flagged in ``never_called``."""
+    rows: list[tuple[Any, ...]] = [
+        (*(row[c] for c in TOOL_COLUMNS), False) for row in tools.dicts()
+    ]
+    rows += [(row["tool"], "", 0, 0, None, None, True) for row in unused.dicts()]
+    return Rows([*TOOL_COLUMNS, "never_called"], rows)
+
+
+def unused_tools_note(unused: Rows) -> str:
+    """One line naming the declared tools never called, and the agents declaring each."""
+    if not unused.rows:
+        return ""
+    names = ", ".join(
+        f"{row['tool']} (declared by {', '.join(row['agents'])})" for row in unused.dicts()
+    )
+    return f"Declared but never called in this range: {names}."
 
 
 def _depths(spans: Sequence[Mapping[str, Any]]) -> list[int]:

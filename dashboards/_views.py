@@ -289,6 +289,7 @@ def overview_page() -> None:
         by_type = query(q.completion_by_task_type, f)
         confidence = query(q.confidence_distribution, f, 20)
         tools = query(q.tool_usage, f)
+        unused = query(q.unused_tools, f)
         errors = query(q.error_categories, f)
     except Unavailable as exc:
         st.error(str(exc))
@@ -300,14 +301,18 @@ def overview_page() -> None:
     left.plotly_chart(fig.confidence_by_outcome(confidence, 20))
     right.plotly_chart(fig.error_categories(errors))
     st.subheader("Tool usage")
-    if tools.rows:
+    table = fig.tool_usage_table(tools, unused)
+    if table.rows:
         _table(
-            tools,
+            table,
             {
                 "error_rate": st.column_config.NumberColumn("error rate", format="percent"),
                 "p95_latency_s": st.column_config.NumberColumn("p95 latency (s)", format="%.3f"),
+                "never_called": st.column_config.CheckboxColumn("declared, never called"),
             },
         )
+        if unused.rows:
+            st.caption(fig.unused_tools_note(unused))
     else:
         st.info("No tool calls in this range.")
 

@@ -25,6 +25,8 @@ What the numbers mean:
   counts its in-range spend toward its type although it is no task of the range.
 - Iterations are ``agentwatch.task.iterations`` (counted by ``aw.iteration()``), averaged over
   the agent runs that record them, nested runs included.
+- Declared tools never called: tools in ``agentwatch.agent.tools`` (``@aw.agent(tools=[...])``)
+  of agent spans in range with no call among those ``tool_usage`` counts.
 - Error categories are per task: ``model`` (a model call in the trace failed), ``tool``,
   ``limit`` and ``validation`` (any other failed span, or a task that failed with none of the
   others); a task can be in several.
@@ -588,6 +590,28 @@ _TOOLS_SQL: Final = (
 def tool_usage(store: Store, filters: Filters) -> Rows:
     """Per tool: calls, errors, error rate, p95 latency, risk tier."""
     sql = _TOOLS_SQL + _task_traces(filters) + " GROUP BY tool ORDER BY calls DESC, tool"
+    return store.query(sql, filters.params(store))
+
+
+# Declared by agent spans in range (``@aw.agent(tools=[...])``; agent and task-type filters on
+# the agent span itself, as for iterations); called: the tool calls ``tool_usage`` counts.
+_DECLARED_SQL: Final = (
+    "SELECT tool, arraySort(groupUniqArray(agent)) AS agents FROM ("
+    "SELECT arrayJoin(AgentTools) AS tool, AgentName AS agent "
+    + _AGENT_SPANS
+    + "AND notEmpty(AgentTools) "
+    "AND ({agent:String} = '' OR AgentName = {agent:String}) "
+    "AND ({task_type:String} = '' OR TaskType = {task_type:String})"
+    ") WHERE tool != '' AND tool NOT IN ("
+    f"SELECT ToolName FROM {_T} WHERE {_IN_RANGE} AND Operation = 'execute_tool' "
+    f"AND {_SPAN_FILTERS}"
+)
+
+
+def unused_tools(store: Store, filters: Filters) -> Rows:
+    """Tools that agents declare but that were never called in the range: per tool, the agents
+    that declare it, by tool name."""
+    sql = _DECLARED_SQL + _task_traces(filters) + ") GROUP BY tool ORDER BY tool"
     return store.query(sql, filters.params(store))
 
 

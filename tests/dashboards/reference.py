@@ -8,6 +8,7 @@ The definitions are the ones documented in ``agentwatch.storage._queries``.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable
@@ -364,3 +365,19 @@ def error_categories(spans: list[Span], f: Filters) -> dict[str, dict[str, int]]
         out["validation"]["tasks"] += validation
         out["validation"]["error_spans"] += e["other"]
     return out
+
+
+def unused_tools(spans: list[Span], f: Filters) -> dict[str, list[str]]:
+    """Tool -> agents declaring it (``agentwatch.agent.tools`` on agent spans in range, agent and
+    task-type filters on the agent span), for tools with no call among ``tools``'s calls."""
+    declared: dict[str, set[str]] = defaultdict(set)
+    for s in spans:
+        raw = s.attrs.get("agentwatch.agent.tools")
+        if not (raw and s.operation == "invoke_agent" and span_ok(s, f)):
+            continue
+        if (f.agent and s.agent != f.agent) or (f.task_type and s.task_type != f.task_type):
+            continue
+        for tool in json.loads(raw):
+            declared[tool].add(s.agent)
+    called = tools(spans, f)
+    return {t: sorted(a) for t, a in declared.items() if t not in called}

@@ -115,6 +115,21 @@ def test_threshold_curve_marks_the_threshold(fleet: Fleet) -> None:
     assert [s.x0 for s in fig.layout.shapes] == [0.7]
 
 
+def test_tool_table_lists_declared_tools_never_called_after_the_called_ones(fleet: Fleet) -> None:
+    tools = q.tool_usage(fleet.store, ALL)
+    table = figures.tool_usage_table(tools, q.unused_tools(fleet.store, ALL)).dicts()
+    assert [r["tool"] for r in table] == [*(r["tool"] for r in tools.dicts()), "close_account"]
+    assert [r["never_called"] for r in table] == [False] * len(tools.rows) + [True]
+    assert (table[-1]["calls"], table[-1]["errors"], table[-1]["error_rate"]) == (0, 0, None)
+    assert table[0]["calls"] == tools.dicts()[0]["calls"]
+
+
+def test_the_note_names_each_unused_tool_and_who_declares_it(fleet: Fleet) -> None:
+    note = figures.unused_tools_note(q.unused_tools(fleet.store, ALL))
+    assert note == "Declared but never called in this range: close_account (declared by support)."
+    assert figures.unused_tools_note(Rows(["tool", "agents"], [])) == ""
+
+
 def test_waterfall_of_a_nested_trace(fleet: Fleet) -> None:
     trace_id = q.trace_list(fleet.store, Filters(task_type="triage")).dicts()[0]["trace_id"]
     spans = q.trace_spans(fleet.store, trace_id)

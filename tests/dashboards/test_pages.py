@@ -123,6 +123,19 @@ def test_overview_tiles_show_the_numbers_of_the_raw_rows(
     assert len(at.dataframe) == 1  # tool usage
 
 
+def test_overview_flags_declared_tools_never_called(entry: Path, url: str) -> None:
+    """The demo agent declares close_account and never calls it: the tool table lists it, with
+    no calls, and a caption says who declares it."""
+    at = open_page(entry)
+    table = at.dataframe[0].value
+    never_called = list(table.loc[table["never_called"], "tool"])
+    assert never_called == ["close_account"]
+    assert list(table.loc[table["never_called"], "calls"]) == [0]
+    assert "Declared but never called in this range: close_account (declared by support)." in (
+        texts(at.caption)
+    )
+
+
 def test_sidebar_filters_change_every_tile(entry: Path, fleet: Fleet, url: str) -> None:
     at = open_page(entry)
     at.selectbox(key=_views.K_TASK_TYPE).set_value("refund").run()

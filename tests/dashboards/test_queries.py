@@ -270,6 +270,17 @@ def test_tool_usage(fleet: Fleet, filters: Filters) -> None:
         assert got["lookup_order"]["errors"] > 0  # the demo's tools fail now and then
 
 
+def test_unused_tools(fleet: Fleet, filters: Filters) -> None:
+    got = {r["tool"]: list(r["agents"]) for r in q.unused_tools(fleet.store, filters).dicts()}
+    assert got == ref.unused_tools(fleet.spans, filters)
+
+
+def test_a_declared_tool_that_is_never_called_is_listed(fleet: Fleet) -> None:
+    """The demo agent declares close_account and never calls it; its other tools are called."""
+    rows = q.unused_tools(fleet.store, Filters()).dicts()
+    assert [(r["tool"], list(r["agents"])) for r in rows] == [("close_account", ["support"])]
+
+
 def test_error_categories(fleet: Fleet, filters: Filters) -> None:
     rows = q.error_categories(fleet.store, filters)
     assert [r["category"] for r in rows.dicts()] == ["model", "tool", "validation", "limit"]
@@ -630,6 +641,7 @@ QUERIES = [
     q.confidence_distribution,
     q.calibration,
     q.tool_usage,
+    q.unused_tools,
     q.error_categories,
     q.cost_over_time_by_model,
     q.cost_over_time_by_task_type,
