@@ -42,7 +42,7 @@ _QUERIES: Final[dict[str, Callable[..., Any]]] = {
         q.calibration,
         q.threshold_explorer,
         q.tool_usage,
-        q.unused_tools,
+        q.declared_tools,
         q.error_categories,
         q.cost_over_time_by_model,
         q.cost_over_time_by_task_type,

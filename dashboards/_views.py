@@ -289,7 +289,7 @@ def overview_page() -> None:
         by_type = query(q.completion_by_task_type, f)
         confidence = query(q.confidence_distribution, f, 20)
         tools = query(q.tool_usage, f)
-        unused = query(q.unused_tools, f)
+        unused = q.never_called(query(q.declared_tools, f), tools)
         errors = query(q.error_categories, f)
     except Unavailable as exc:
         st.error(str(exc))

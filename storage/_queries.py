@@ -13,7 +13,9 @@ What the numbers mean:
   is the sum of ``CostUsd`` over every span of the trace. (A root agent span stored twice, by a
   client retrying a request that had in fact been stored, counts twice. Two *different* root
   agent spans in one trace, which OpenTelemetry never emits, count as two tasks too, but where
-  tasks are read from the trace facts both take, field by field, the larger of their values.)
+  tasks are read from the trace facts both take, field by field, the larger of their values.
+  And until the store has merged the two inserts, usually minutes, the confidence distribution
+  pairs each copy's decisions with that copy only.)
 - Spend totals (Overview cost per task, cost summary, cost by model) count every priced span
   in range that passes the service and environment filters, model calls made outside any agent
   run included; with an agent or task-type filter, only the spans of those tasks' traces.
@@ -236,32 +238,36 @@ _TASK_FACT_COLUMNS: Final = (
 )
 
 
-def _fact_rows(columns: str, where: str = "") -> str:
-    """``columns`` of the trace-fact rows in range; ``where`` (constant SQL, ``AND ...``)
-    narrows both the stored rows and those computed from the partial hours."""
-    return (
-        f"SELECT {columns} FROM {_FACTS} WHERE {_FACT_HOURS}{where} "
-        f"UNION ALL SELECT {columns} FROM ({_EDGE_FACTS}) WHERE 1{where}"
+def _fact_rows(columns: str, keys: str = "") -> str:
+    """``columns`` of the trace-fact rows in range; ``keys`` (constant SQL: a subquery of trace
+    keys) narrows them to those traces (filtering the union once builds the key set once)."""
+    rows = (
+        f"SELECT {columns} FROM {_FACTS} WHERE {_FACT_HOURS} "
+        f"UNION ALL SELECT {columns} FROM ({_EDGE_FACTS})"
     )
+    return f"SELECT * FROM ({rows}) WHERE TraceKey IN ({keys})" if keys else rows
+
+
+_OUTCOME_LIST: Final = "['completed', 'escalated', 'failed', 'limit_exceeded']"
 
 
 def _packed(field: int) -> str:
-    return f"base64Decode(splitByChar(',', first_agent)[{field}])"
+    return f"base64Decode(packed[{field}])"
 
 
-def _fact_traces(aggregates: str = "", columns: str = "", where: str = "") -> str:
+def _fact_traces(aggregates: str = "", columns: str = "", keys: str = "") -> str:
     """One row per trace with facts in range: whether it is a task of the filters (``selected``),
     how many times it counts (``weight``: a root agent span stored twice counts twice, as in
     ``_tasks``), the task's fields as ``_tasks`` defines them, and ``aggregates`` (constant SQL
-    over the fact ``columns``)."""
-    rows = _fact_rows(_TASK_FACT_COLUMNS + columns, where)
+    over the fact ``columns``); ``keys`` as for ``_fact_rows``."""
+    rows = _fact_rows(_TASK_FACT_COLUMNS + columns, keys)
     return (
         "SELECT *, "
         f"if(roots > 0, root_agent, {_packed(2)}) AS agent, "
         f"if(roots > 0, root_task_type, {_packed(3)}) AS task_type, "
         f"if(roots > 0, root_outcome, {_packed(4)}) AS outcome, "
         f"if(roots > 0, root_limit_hit, {_packed(5)}) AS limit_hit, "
-        "if(roots > 0, root_duration, toUInt64(splitByChar(',', first_agent)[6])) AS duration_ns, "
+        "if(roots > 0, root_duration, toUInt64(packed[6])) AS duration_ns, "
         "if(roots > 0, roots, 1) AS weight, "
         "(roots > 0 OR nested > 0) "
         "AND ({agent:String} = '' OR agent = {agent:String}) "
@@ -274,14 +280,15 @@ def _fact_traces(aggregates: str = "", columns: str = "", where: str = "") -> st
         f"maxIf(RootOutcome, {_SPAN_FILTERS}) AS root_outcome, "
         f"maxIf(LimitHit, {_SPAN_FILTERS}) AS root_limit_hit, "
         f"maxIf(RootDuration, {_SPAN_FILTERS}) AS root_duration, "
-        f"minIf(FirstAgent, {_SPAN_FILTERS}) AS first_agent"
+        # Split only where the task has no root agent span (no split at all for the others).
+        f"splitByChar(',', if(roots > 0, '', minIf(FirstAgent, {_SPAN_FILTERS}))) AS packed"
         f"{aggregates} FROM ({rows}) GROUP BY TraceKey)"
     )
 
 
-def _fact_tasks(aggregates: str = "", columns: str = "", where: str = "") -> str:
+def _fact_tasks(aggregates: str = "", columns: str = "", keys: str = "") -> str:
     """``_fact_traces`` of the tasks of the filters only."""
-    return f"SELECT * FROM ({_fact_traces(aggregates, columns, where)}) WHERE selected"
+    return f"SELECT * FROM ({_fact_traces(aggregates, columns, keys)}) WHERE selected"
 
 
 def _float(value: Any) -> float | None:
@@ -432,7 +439,7 @@ def _cost_by_type(filters: Filters, *, bucketed: bool) -> str:
     # Those traces' tasks come from the trace facts, looked up by key: no trace ids of every
     # task to read and hash.
     trace_keys = f"SELECT {_TRACE_KEY} FROM ({untyped} UNION ALL {_NESTED_IDS})"
-    tasks = _fact_tasks(where=f" AND TraceKey IN ({trace_keys})")
+    tasks = _fact_tasks(keys=trace_keys)
     of_trace = (
         f"SELECT t.task_type AS task_type, {'c.bucket_start AS bucket_start, ' if bucketed else ''}"
         "sum(c.cost * t.weight) AS cost_usd, toInt64(sum(t.weight)) AS calls "
@@ -485,16 +492,48 @@ def cost_by_task_type(store: Store, filters: Filters) -> Rows:
 
 # --- decisions ----------------------------------------------------------------------------------
 _BUCKET: Final = "least(toUInt32(floor(d.Confidence * {bins:UInt32})), {bins:UInt32} - 1) AS bucket"
-# Decisions come with their trace's facts (every decision in range, whatever its service), so
-# joining them to their task's outcome reads no trace ids.
+# Decisions come with their trace's facts, so pairing them with their task's outcome reads no
+# trace ids. A fact row that holds the task's root agent span (as good as every row, once the
+# store has merged a trace's inserts) pairs its decisions with that span's outcome on the spot;
+# only decisions in other rows (another hour, inserts not merged yet, tasks without a root agent
+# span) are grouped by trace first, for the traces with such rows. Every decision in range
+# counts, whatever its service.
+_TASK_ROOT_ROW: Final = (
+    f"RootAgentSpans > 0 AND {_SPAN_FILTERS} "
+    "AND ({agent:String} = '' OR Agent = {agent:String}) "
+    "AND ({task_type:String} = '' OR RootTaskType = {task_type:String})"
+)
+_IN_ROOT_ROW: Final = f"RootAgentSpans > 0 AND {_SPAN_FILTERS}"
+_ELSEWHERE_KEYS: Final = (
+    "SELECT TraceKey FROM ("
+    + _fact_rows("ServiceName, Environment, TraceKey, RootAgentSpans")
+    + f") WHERE NOT ({_IN_ROOT_ROW})"
+)
+_CONFIDENCE_KEYS: Final = (
+    "least(toUInt32(floor(d.1 * {bins:UInt32})), {bins:UInt32} - 1) AS bucket, "
+    "if(d.2 != '', d.2, task_type) AS decision_task_type, outcome AS task_outcome"
+)
 _CONFIDENCE_SQL: Final = (
-    "SELECT least(toUInt32(floor(d.1 * {bins:UInt32})), {bins:UInt32} - 1) AS bucket, "
-    "bucket / {bins:UInt32} AS confidence_from, "
-    "if(d.2 != '', d.2, task_type) AS decision_task_type, "
-    "outcome AS task_outcome, sum(weight) AS decisions FROM ("
-    + _fact_tasks(", groupArrayArray(Decisions) AS decision_list", ", Decisions")
-    + ") ARRAY JOIN decision_list AS d "
+    "SELECT bucket, bucket / {bins:UInt32} AS confidence_from, decision_task_type, "
+    "task_outcome, sum(n) AS decisions FROM ("
+    f"SELECT {_CONFIDENCE_KEYS}, sum(RootAgentSpans) AS n FROM ("
+    "SELECT Decisions, RootAgentSpans, toString(RootTaskType) AS task_type, "
+    "toString(RootOutcome) AS outcome FROM ("
+    + _fact_rows(
+        "ServiceName, Environment, TraceKey, RootAgentSpans, Agent, RootTaskType, RootOutcome, "
+        "Decisions"
+    )
+    + f") WHERE {_TASK_ROOT_ROW}) ARRAY JOIN Decisions AS d "
     "GROUP BY bucket, decision_task_type, task_outcome "
+    f"UNION ALL SELECT {_CONFIDENCE_KEYS}, sum(weight) AS n FROM ("
+    "SELECT task_type, outcome, weight, decision_list FROM ("
+    + _fact_tasks(
+        f", groupArrayArrayIf(Decisions, NOT ({_IN_ROOT_ROW})) AS decision_list",
+        ", Decisions",
+        keys=_ELSEWHERE_KEYS,
+    )
+    + ")) ARRAY JOIN decision_list AS d GROUP BY bucket, decision_task_type, task_outcome"
+    ") GROUP BY bucket, decision_task_type, task_outcome "
     "ORDER BY bucket, decision_task_type, task_outcome"
 )
 _FEEDBACK: Final = (
@@ -593,26 +632,40 @@ def tool_usage(store: Store, filters: Filters) -> Rows:
     return store.query(sql, filters.params(store))
 
 
-# Declared by agent spans in range (``@aw.agent(tools=[...])``; agent and task-type filters on
-# the agent span itself, as for iterations); called: the tool calls ``tool_usage`` counts.
+# Declared by agent spans in range (``@aw.agent(tools=[...])``), the agent and task-type filters
+# applying to the agent span itself (as for iterations).
 _DECLARED_SQL: Final = (
     "SELECT tool, arraySort(groupUniqArray(agent)) AS agents FROM ("
-    "SELECT arrayJoin(AgentTools) AS tool, AgentName AS agent "
+    "SELECT AgentName AS agent, arrayJoin(groupUniqArrayArray(AgentTools)) AS tool "
     + _AGENT_SPANS
     + "AND notEmpty(AgentTools) "
     "AND ({agent:String} = '' OR AgentName = {agent:String}) "
-    "AND ({task_type:String} = '' OR TaskType = {task_type:String})"
-    ") WHERE tool != '' AND tool NOT IN ("
-    f"SELECT ToolName FROM {_T} WHERE {_IN_RANGE} AND Operation = 'execute_tool' "
-    f"AND {_SPAN_FILTERS}"
+    "AND ({task_type:String} = '' OR TaskType = {task_type:String}) GROUP BY AgentName"
+    ") WHERE tool != '' GROUP BY tool ORDER BY tool"
 )
+
+
+def declared_tools(store: Store, filters: Filters) -> Rows:
+    """The tools agents declare (``agentwatch.agent.tools`` on their agent spans in range): per
+    tool, the agents that declare it, by tool name."""
+    return store.query(_DECLARED_SQL, filters.params(store))
+
+
+def never_called(declared: Rows, tools: Rows) -> Rows:
+    """The ``declared_tools`` rows with no call among ``tool_usage``'s (same filters): declared
+    tools never called in the range."""
+    if not declared.rows:
+        return declared  # (an empty result may come without column names)
+    called = {row["tool"] for row in tools.dicts()}
+    at = declared.columns.index("tool")
+    return Rows(declared.columns, [row for row in declared.rows if row[at] not in called])
 
 
 def unused_tools(store: Store, filters: Filters) -> Rows:
     """Tools that agents declare but that were never called in the range: per tool, the agents
-    that declare it, by tool name."""
-    sql = _DECLARED_SQL + _task_traces(filters) + ") GROUP BY tool ORDER BY tool"
-    return store.query(sql, filters.params(store))
+    that declare it, by tool name. (The page has ``tool_usage`` already: it calls
+    ``never_called`` on it and ``declared_tools``, which saves reading every tool call again.)"""
+    return never_called(declared_tools(store, filters), tool_usage(store, filters))
 
 
 # Error spans in range count whatever their service (as decisions do); tasks by the filters.

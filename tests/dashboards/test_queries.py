@@ -275,6 +275,14 @@ def test_unused_tools(fleet: Fleet, filters: Filters) -> None:
     assert got == ref.unused_tools(fleet.spans, filters)
 
 
+def test_declared_tools_lists_every_tool_an_agent_declares(fleet: Fleet) -> None:
+    rows = q.declared_tools(fleet.store, Filters()).dicts()
+    assert [(r["tool"], list(r["agents"])) for r in rows] == [
+        (tool, ["support"])
+        for tool in sorted(("lookup_order", "search_kb", "issue_refund", "close_account"))
+    ]
+
+
 def test_a_declared_tool_that_is_never_called_is_listed(fleet: Fleet) -> None:
     """The demo agent declares close_account and never calls it; its other tools are called."""
     rows = q.unused_tools(fleet.store, Filters()).dicts()
@@ -642,6 +650,7 @@ QUERIES = [
     q.calibration,
     q.tool_usage,
     q.unused_tools,
+    q.declared_tools,
     q.error_categories,
     q.cost_over_time_by_model,
     q.cost_over_time_by_task_type,
