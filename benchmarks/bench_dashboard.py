@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_dashboard [--spans 10000000] [--days 7] [--runs 7]
                                          [--data-dir DIR] [--reuse] [--json PATH] [--check]
-                                         [--baseline OLD_QUERIES_PY]
+                                         [--baseline OLD_QUERIES_PY] [--backfill]
 
 What is measured: the wall time of every query the Overview and Cost pages run (the functions
 of ``agentwatch.storage._queries``, called on an ``EmbeddedStore`` as the collector's query
@@ -20,13 +20,18 @@ run, and the sum of the Overview page's medians.
   priced by genai-prices). As the SDK does now, every span of an agent run carries
   ``agentwatch.task.type``, except in 2% of the traces, from a fourth service still on an older
   SDK (the type on the agent span only: its spend by task type needs each trace's agent span),
-  and 1% of traces are a lone model call outside any agent.
-  Each seeded trace is a pool trace with fresh ids and a start time of its own.
+  and 1% of traces are a lone model call outside any agent. The agent spans of the current SDK
+  declare their four tools (``agentwatch.agent.tools``), one of which (``close_account``) is
+  never called. Each seeded trace is a pool trace with fresh ids and a start time of its own.
+- **The schema.** Every migration is applied before seeding, so the trace facts (migration 3)
+  are written by their materialized view as the spans are inserted. With ``--backfill`` the
+  spans are seeded under migrations 1 and 2 only, and the run times migration 3 on them (its
+  back-fill of the facts from the stored spans) before timing the queries.
 - **What is timed.** Every query with the dashboard's "Last 7 days" filter over all the data
   (the worst case the sidebar offers for a store this size) and with "Last 24 hours"; the
   Overview's tiles run twice (this period and the previous one, for the trends).
-- The store is merged (``OPTIMIZE TABLE ... FINAL``) after seeding, so that runs measure a
-  settled table rather than the background merges.
+- The store is merged (``OPTIMIZE TABLE ... FINAL``, spans and trace facts) after seeding, so
+  that runs measure settled tables rather than the background merges.
 """
 
 from __future__ import annotations
@@ -56,6 +61,12 @@ from agentwatch.collector._pricing import PriceTable
 from agentwatch.collector._rows import spans_to_arrow
 from agentwatch.storage import _queries as q
 from agentwatch.storage._queries import Filters
+from agentwatch.storage._schema import (
+    MIGRATIONS_TABLE,
+    TRACE_FACTS_TABLE,
+    migrations,
+    migrations_table_ddl,
+)
 from agentwatch.storage._store import EmbeddedStore, apply_migrations
 
 QUERY_TARGET_MS = 300.0
@@ -79,6 +90,8 @@ TOOLS = {
     "search_kb": ("read", "Search the knowledge base."),
     "issue_refund": ("write_risky", "Refund an order."),
 }
+# What the agent declares (@aw.agent(tools=[...])), as the collector stores a string array.
+DECLARED_TOOLS = '["lookup_order","search_kb","issue_refund","close_account"]'
 
 
 # -- the pool of traces ----------------------------------------------------------------------------
@@ -181,6 +194,8 @@ def _pool_trace(rng: random.Random) -> tuple[list[_Span], int]:
         "agentwatch.task.outcome": outcome,
         "agentwatch.task.iterations": str(iterations),
     }
+    if not legacy:
+        root.attrs["agentwatch.agent.tools"] = DECLARED_TOOLS
     if outcome == "limit_exceeded":
         root.attrs["agentwatch.limit.exceeded"] = "iterations"
         root.attrs["error.type"] = "AgentLimitExceeded"
@@ -362,9 +377,60 @@ def seed(store: EmbeddedStore, spans: int, days: float, now_ns: int) -> tuple[in
         print(f"\r  seeded {i + 1}/{batches} batches", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     store.command(f"OPTIMIZE TABLE {store.database}.otel_traces FINAL")
+    if _has_facts(store):
+        store.command(f"OPTIMIZE TABLE {store.database}.{TRACE_FACTS_TABLE} FINAL")
     seconds = time.perf_counter() - began
     rows = int(store.query(f"SELECT count() FROM {store.database}.otel_traces").scalar())
     return rows, seconds
+
+
+def _has_facts(store: EmbeddedStore) -> bool:
+    found = store.query(
+        "SELECT count() FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+        {"db": store.database, "t": TRACE_FACTS_TABLE},
+    ).scalar()
+    return bool(found)
+
+
+def apply_up_to(store: EmbeddedStore, version: int) -> None:
+    """The schema as an older agentwatch left it: migrations up to ``version``, recorded."""
+    db = store.database
+    store.command(f"CREATE DATABASE IF NOT EXISTS {db}")
+    store.command(migrations_table_ddl(db))
+    for migration in migrations(db, 30)[:version]:
+        for statement in migration.statements:
+            store.command(statement)
+        store.command(
+            f"INSERT INTO {db}.{MIGRATIONS_TABLE} (version, description) "
+            "VALUES ({v:UInt32}, {d:String})",
+            {"v": migration.version, "d": migration.description},
+        )
+
+
+def time_backfill(store: EmbeddedStore) -> dict[str, Any]:
+    """Apply the migrations not applied yet (migration 3: its back-fill) and time it."""
+    began = time.perf_counter()
+    applied = apply_migrations(store)
+    seconds = time.perf_counter() - began
+    db = store.database
+    rows = int(store.query(f"SELECT count() FROM {db}.{TRACE_FACTS_TABLE}").scalar())
+    merged = time.perf_counter()
+    store.command(f"OPTIMIZE TABLE {db}.{TRACE_FACTS_TABLE} FINAL")
+    return {
+        "applied": applied,
+        "seconds": seconds,
+        "fact_rows": rows,
+        "optimize_s": time.perf_counter() - merged,
+    }
+
+
+def facts_size(store: EmbeddedStore) -> dict[str, int]:
+    row = store.query(
+        "SELECT sum(rows), sum(data_compressed_bytes) FROM system.parts WHERE active "
+        "AND database = {db:String} AND table = {t:String}",
+        {"db": store.database, "t": TRACE_FACTS_TABLE},
+    ).rows[0]
+    return {"rows": int(row[0]), "bytes": int(row[1])}
 
 
 # -- timing ----------------------------------------------------------------------------------------
@@ -383,6 +449,8 @@ def page_queries(m: Any) -> Pages:
             "completion_by_task_type": m.completion_by_task_type,
             "confidence_distribution": lambda s, f: m.confidence_distribution(s, f, 20),
             "tool_usage": m.tool_usage,
+            # Tools never called: the page takes the called ones from tool_usage's rows.
+            **({"declared_tools": m.declared_tools} if hasattr(m, "declared_tools") else {}),
             "error_categories": m.error_categories,
         },
         "Cost": {
@@ -428,6 +496,8 @@ def time_queries(
         for page, queries in first.items():
             for name in queries:
                 for side in order if round_ % 2 else reversed(order):
+                    if name not in sides[side][page]:
+                        continue  # a query the baseline does not have
                     began = time.perf_counter()
                     sides[side][page][name](store, filters)
                     elapsed = (time.perf_counter() - began) * 1000
@@ -456,7 +526,7 @@ def report(label: str, times: dict[str, Times]) -> dict[str, Any]:
             }
             line = f"{name:30} {med:10.1f} {min(values):7.1f} {max(values):7.1f}  "
             line += "PASS  " if ok else "FAIL  "
-            if base:
+            if base and base[page].get(name):
                 before = base[page][name]
                 ratios = [a / b for a, b in zip(values, before, strict=True)]
                 row["baseline_median_ms"] = statistics.median(before)
@@ -473,7 +543,7 @@ def report(label: str, times: dict[str, Times]) -> dict[str, Any]:
             line += "      "
         if base:
             summary["baseline_sum_of_medians_ms"] = sum(
-                r["baseline_median_ms"] for r in rows.values()
+                r.get("baseline_median_ms", 0.0) for r in rows.values()
             )
             line += f"{summary['baseline_sum_of_medians_ms']:11.1f}"
         out["pages"][page] = summary
@@ -498,6 +568,11 @@ def main(argv: list[str] | None = None) -> int:
         help="another storage/_queries.py to time interleaved with this one, on the same data",
     )
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument(
+        "--backfill",
+        action="store_true",
+        help="seed under migrations 1-2, then time migration 3 (its back-fill of the facts)",
+    )
     args = parser.parse_args(argv)
 
     data_dir = Path(args.data_dir)
@@ -506,8 +581,12 @@ def main(argv: list[str] | None = None) -> int:
     if not reuse and data_dir.exists():
         shutil.rmtree(data_dir)
     store = EmbeddedStore(data_dir / "data")
+    backfill: dict[str, Any] | None = None
     try:
-        apply_migrations(store)
+        if args.backfill and not reuse:
+            apply_up_to(store, 2)
+        else:
+            apply_migrations(store)
         if reuse:
             info = json.loads(marker.read_text())
         else:
@@ -519,6 +598,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{info['rows']:,} spans over {args.days:g} days "
             f"(seeded in {info['seed_s']:.0f} s, insert + OPTIMIZE FINAL)"
         )
+        if args.backfill and not reuse:
+            backfill = time_backfill(store)
+            print(
+                f"migration(s) {backfill['applied']} in {backfill['seconds']:.1f} s "
+                f"({backfill['fact_rows']:,} fact rows back-filled; "
+                f"OPTIMIZE FINAL {backfill['optimize_s']:.1f} s)"
+            )
+        facts = facts_size(store)
+        print(f"trace facts: {facts['rows']:,} rows, {facts['bytes'] / 1e6:.1f} MB compressed")
         # Queries see the dashboard's filters as of the moment the data was seeded.
         now = dt.datetime.fromtimestamp(info["now_ns"] / 1e9, tz=dt.UTC)
         sides = {"current": page_queries(q)}
@@ -537,6 +625,10 @@ def main(argv: list[str] | None = None) -> int:
         "date": dt.datetime.now(dt.UTC).date().isoformat(),
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}",
         "spans": info["rows"],
+        "seed_s": info["seed_s"],
+        "backfill": backfill,
+        "facts": facts,
+        "load_average": os.getloadavg(),
         "runs": args.runs,
         "results": results,
     }
