@@ -76,11 +76,14 @@ class Scope:
         }
 
 
-def _window_params(end_ns: int, window_s: int, windows: int) -> dict[str, int]:
+def window_params(
+    end_ns: int, window_s: int, windows: int, max_windows: int = 10_000
+) -> dict[str, int]:
+    """``start_ns``, ``end_ns`` and ``window_ns`` of ``windows`` windows ending at ``end_ns``."""
     if window_s <= 0:
         raise ValueError(f"window_s must be positive, not {window_s}")
-    if not 1 <= windows <= 10_000:
-        raise ValueError(f"windows must be in 1..10000, not {windows}")
+    if not 1 <= windows <= max_windows:
+        raise ValueError(f"windows must be in 1..{max_windows}, not {windows}")
     window_ns = window_s * _NS
     return {"start_ns": end_ns - windows * window_ns, "end_ns": end_ns, "window_ns": window_ns}
 
@@ -191,7 +194,7 @@ def task_windows(
     are left out unless ``group_by`` is ``none``, whose single group is ``''``."""
     params = {
         "db": store.database,
-        **_window_params(end_ns, window_s, windows),
+        **window_params(end_ns, window_s, windows),
         **scope.params(),
         "group_by": _checked(group_by, TASK_GROUPS, "group_by"),
     }
@@ -274,7 +277,7 @@ def span_activity(
     do not count: an agent that only answers health checks has gone silent."""
     params = {
         "db": store.database,
-        **_window_params(end_ns, window_s, windows),
+        **window_params(end_ns, window_s, windows),
         **scope.params(),
         "group_by": _checked(group_by, SPAN_GROUPS, "group_by"),
     }

@@ -35,11 +35,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
+from agentwatch.storage._alert_queries import window_params as alert_window_params
 from agentwatch.storage._queries import Filters, bucket_seconds
 from agentwatch.storage._schema import ALERTS_TABLE
 from agentwatch.storage._store import Rows, Store
 
-_NS: Final = 1_000_000_000
 MAX_WINDOWS: Final = 1000
 
 
@@ -70,12 +70,7 @@ class Scope:
 
 def window_params(end_ns: int, window_s: int, windows: int) -> dict[str, int]:
     """``start_ns``, ``end_ns`` and ``window_ns`` of ``windows`` windows ending at ``end_ns``."""
-    if window_s <= 0:
-        raise ValueError(f"window_s must be positive, not {window_s}")
-    if not 1 <= windows <= MAX_WINDOWS:
-        raise ValueError(f"windows must be in 1..{MAX_WINDOWS}, not {windows}")
-    window_ns = window_s * _NS
-    return {"start_ns": end_ns - windows * window_ns, "end_ns": end_ns, "window_ns": window_ns}
+    return alert_window_params(end_ns, window_s, windows, MAX_WINDOWS)
 
 
 # --- SQL fragments (constants only) -------------------------------------------------------------
