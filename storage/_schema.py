@@ -41,6 +41,17 @@ def check_identifier(name: str) -> str:
     return name
 
 
+def check_retention_days(retention_days: int) -> int:
+    """Retention goes into DDL (a TTL), which has no parameters: accept only a sane integer."""
+    if not 1 <= retention_days <= 36500:
+        raise ValueError(f"retention_days must be an integer in 1..36500, not {retention_days!r}")
+    return retention_days
+
+
+def _on_cluster(cluster: str | None) -> str:
+    return f" ON CLUSTER {check_identifier(cluster)}" if cluster else ""
+
+
 def _quote(text: str) -> str:
     # Only our own constant attribute keys pass through here, never user input.
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -103,11 +114,9 @@ def spans_table_ddl(
     table: str = SPANS_TABLE,
 ) -> str:
     """CREATE TABLE for the span table (a superset of the exporter's otel_traces)."""
-    if not 1 <= retention_days <= 36500:
-        raise ValueError(f"retention_days must be an integer in 1..36500, not {retention_days!r}")
-    db = check_identifier(database)
+    check_retention_days(retention_days)
+    db, cluster = check_identifier(database), _on_cluster(on_cluster)
     check_identifier(table)
-    cluster = f" ON CLUSTER {check_identifier(on_cluster)}" if on_cluster else ""
     analytics = ",\n    ".join(
         [_operation_ddl(), *(_column_ddl(c) for c in COLUMNS), _environment_ddl()]
     )
@@ -265,11 +274,9 @@ def trace_facts_table_ddl(
     table: str = TRACE_FACTS_TABLE,
 ) -> str:
     """CREATE TABLE for the per-trace facts (see ``trace_facts_select``)."""
-    if not 1 <= retention_days <= 36500:
-        raise ValueError(f"retention_days must be an integer in 1..36500, not {retention_days!r}")
-    db = check_identifier(database)
+    check_retention_days(retention_days)
+    db, cluster = check_identifier(database), _on_cluster(on_cluster)
     check_identifier(table)
-    cluster = f" ON CLUSTER {check_identifier(on_cluster)}" if on_cluster else ""
 
     def simple(function: str, kind: str) -> str:
         return f"SimpleAggregateFunction({function}, {kind})"
@@ -307,8 +314,7 @@ def alerts_table_ddl(database: str, retention_days: int, *, table: str = ALERTS_
     The current state of an incident is its latest row (``argMax(..., UpdatedAt)``), so the
     table needs no mutations and keeps what every notification said.
     """
-    if not 1 <= retention_days <= 36500:
-        raise ValueError(f"retention_days must be an integer in 1..36500, not {retention_days!r}")
+    check_retention_days(retention_days)
     db = check_identifier(database)
     check_identifier(table)
     return f"""CREATE TABLE IF NOT EXISTS {db}.{table} (

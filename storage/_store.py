@@ -23,6 +23,7 @@ from agentwatch.storage._schema import (
     SPANS_TABLE,
     TRACE_FACTS_TABLE,
     check_identifier,
+    check_retention_days,
     migrations,
     migrations_table_ddl,
 )
@@ -130,8 +131,7 @@ def sync_retention(store: Store, retention_days: int) -> bool:
     Existing parts are not rewritten (``materialize_ttl_after_modify = 0``): expired day
     partitions are dropped whole as merges reach them, which ``ttl_only_drop_parts`` makes cheap.
     """
-    if not 1 <= retention_days <= 36500:
-        raise ValueError(f"retention_days must be in 1..36500, not {retention_days!r}")
+    check_retention_days(retention_days)
     db = check_identifier(store.database)
     changed = False
     for table, moment in _TTL_TABLES.items():
