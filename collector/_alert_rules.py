@@ -42,14 +42,6 @@ GroupBy: TypeAlias = Literal["task_type", "agent", "model", "none"]
 Severity: TypeAlias = Literal["info", "warning", "critical"]
 Direction: TypeAlias = Literal["up", "down", "both"]
 
-METRICS: Final[tuple[str, ...]] = (
-    "cost",
-    "cost_per_task",
-    "error_rate",
-    "escalation_rate",
-    "latency_p95",
-    "tokens",
-)
 # Metrics that are a share of tasks: their noise floor is the binomial spread at the volume.
 PROPORTION_METRICS: Final = frozenset({"error_rate", "escalation_rate"})
 KINDS: Final = ("anomaly", "threshold", "daily_budget", "no_data", "health_failure")

@@ -35,6 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
+from agentwatch.storage._alert_queries import _IN_RANGE, _SPAN_SCOPE, _T
 from agentwatch.storage._alert_queries import window_params as alert_window_params
 from agentwatch.storage._queries import Filters, bucket_seconds
 from agentwatch.storage._schema import ALERTS_TABLE
@@ -74,15 +75,6 @@ def window_params(end_ns: int, window_s: int, windows: int) -> dict[str, int]:
 
 
 # --- SQL fragments (constants only) -------------------------------------------------------------
-_T: Final = "{db:Identifier}.otel_traces"
-_IN_RANGE: Final = (
-    "Timestamp >= fromUnixTimestamp64Nano({start_ns:Int64}) "
-    "AND Timestamp < fromUnixTimestamp64Nano({end_ns:Int64})"
-)
-_SPAN_SCOPE: Final = (
-    "({service:String} = '' OR ServiceName = {service:String}) "
-    "AND ({environment:String} = '' OR Environment = {environment:String})"
-)
 _RUNS: Final = "HealthCheck != '' AND HealthPassed IS NOT NULL"
 _PASSED: Final = "assumeNotNull(HealthPassed)"
 _ATTR: Final = "SpanAttributes['agentwatch.health.{}']"

@@ -208,3 +208,14 @@ def test_rules_are_the_state_machines_policies() -> None:
     key = AlertKey("p")
     _, transitions = step({}, [Observation(key, True, at=0.0)], {rule.name: rule})
     assert transitions == []
+
+
+def test_rule_metrics_and_groupings_are_the_ones_the_queries_compute() -> None:
+    """A metric or grouping a rule file may name is one the evaluator's queries can compute."""
+    from typing import get_args
+
+    from agentwatch.collector._alert_rules import GroupBy, Metric
+    from agentwatch.storage._alert_queries import TASK_GROUPS, TASK_METRICS
+
+    assert get_args(Metric) == TASK_METRICS
+    assert get_args(GroupBy) == TASK_GROUPS
