@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from agentwatch.collector._decode import InvalidRequest, parse_protobuf
+from agentwatch.collector._decode import InvalidRequest
 from agentwatch.collector._ingest import Ingestor, StoreTimeout, token_ok
 from agentwatch.collector._writer import Overloaded, WriterStopped
 from agentwatch.storage._store import StorageError
@@ -38,7 +38,7 @@ class _TraceService:
                 "missing or wrong ingest token (send authorization: Bearer <token>)",
             )
         try:
-            self.ingestor.ingest(parse_protobuf(body))
+            self.ingestor.ingest_protobuf(body)
         except InvalidRequest as exc:
             self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, exc.reason, str(exc))
         except (Overloaded, WriterStopped) as exc:

@@ -21,7 +21,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from agentwatch.collector._decode import InvalidRequest, parse_json, parse_protobuf
+from agentwatch.collector._decode import InvalidRequest, parse_json
 from agentwatch.collector._ingest import Ingestor, StoreTimeout, gunzip, token_ok
 from agentwatch.collector._writer import Overloaded, WriterStopped
 from agentwatch.storage._store import StorageError
@@ -213,8 +213,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.in_flight.release()
 
     def _traces(self, body: bytes, as_json: bool) -> None:
-        request = parse_json(body) if as_json else parse_protobuf(body)
-        self.ingestor.ingest(request)
+        if as_json:
+            self.ingestor.ingest(parse_json(body))
+        else:
+            self.ingestor.ingest_protobuf(body)
         self._reply(ExportTraceServiceResponse(), as_json)
 
     def _not_stored(self, path: str, body: bytes, as_json: bool) -> None:

@@ -6,9 +6,16 @@ import hmac
 import zlib
 from dataclasses import dataclass, field
 
+import pyarrow as pa
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from agentwatch.collector._decode import DecodeLimits, InvalidRequest, request_to_columns
+from agentwatch.collector._decode import (
+    DecodeLimits,
+    InvalidRequest,
+    parse_protobuf,
+    request_to_columns,
+)
+from agentwatch.collector._native_rows import native_spans_to_arrow
 from agentwatch.collector._pricing import PriceTable
 from agentwatch.collector._rows import spans_to_arrow
 from agentwatch.collector._stats import Stats
@@ -25,6 +32,8 @@ class IngestSettings:
     read_timeout_s: float = 30.0
     ingest_token: str | None = None
     limits: DecodeLimits = field(default_factory=DecodeLimits)
+    # Decode protobuf with the native decoder when it is built (the Python one is the fallback).
+    native_decoder: bool = True
 
 
 class StoreTimeout(Exception):
@@ -79,16 +88,32 @@ class Ingestor:
         self.stats = stats
         self.settings = settings
 
+    def ingest_protobuf(self, body: bytes) -> int:
+        """``ingest`` for an OTLP protobuf body, decoded natively when possible.
+
+        protobuf parses it first either way, so what is rejected as malformed (and the
+        message saying why) does not depend on the decoder."""
+        request = parse_protobuf(body)
+        if self.settings.native_decoder:
+            table = native_spans_to_arrow(body, self.settings.limits, self.prices)
+            if table is not None:
+                self.stats.request(table.num_rows, native=True)
+                return self._commit(table)
+        return self.ingest(request)
+
     def ingest(self, request: ExportTraceServiceRequest) -> int:
         """Store every span of ``request``; returns once they are committed. Raises
         ``InvalidRequest``, ``Overloaded``, ``WriterStopped``, ``StoreTimeout`` or the store's
         error, in which case nothing of this request is acknowledged."""
         columns = request_to_columns(request, self.settings.limits)
-        count = len(columns)
-        self.stats.request(count)
+        self.stats.request(len(columns))
+        return self._commit(spans_to_arrow(columns, self.prices))
+
+    def _commit(self, table: pa.Table) -> int:
+        count: int = table.num_rows
         if count == 0:
             return 0
-        future = self.writer.submit(spans_to_arrow(columns, self.prices))
+        future = self.writer.submit(table)
         try:
             future.result(timeout=self.settings.ack_timeout_s)
         except TimeoutError as exc:

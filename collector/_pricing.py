@@ -224,6 +224,12 @@ class PriceTable:
         self._cache[key] = found
         return found
 
+    def pricer(self, model: str, provider: str) -> Rates | _Exact | None:
+        """What prices calls to ``model``, or None when it has no known price."""
+        if not model:
+            return None
+        return self._lookup(*split_model(model, provider))
+
     def cost(
         self,
         model: str,
@@ -234,10 +240,7 @@ class PriceTable:
         cache_write: int = 0,
     ) -> float | None:
         """USD for one call, or None when the model has no known price (unpriced, not $0)."""
-        if not model:
-            return None
-        provider_id, model_id = split_model(model, provider)
-        prices = self._lookup(provider_id, model_id)
+        prices = self.pricer(model, provider)
         if prices is None:
             return None
         return prices.cost(input_tokens, output_tokens, cache_read, cache_write)

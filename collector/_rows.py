@@ -14,8 +14,10 @@ from agentwatch.collector._decode import SpanColumns
 from agentwatch.collector._pricing import PriceTable
 from agentwatch.storage._conventions import COLUMN_BY_NAME, first_value, token_count
 
-_MAP: Final = pa.map_(pa.string(), pa.string())
-_TS: Final = pa.timestamp("ns", tz="UTC")
+MAP_TYPE: Final = pa.map_(pa.string(), pa.string())
+TIMESTAMP_TYPE: Final = pa.timestamp("ns", tz="UTC")
+_MAP: Final = MAP_TYPE
+_TS: Final = TIMESTAMP_TYPE
 _MODEL_KEYS: Final = COLUMN_BY_NAME["ResponseModel"].keys + COLUMN_BY_NAME["RequestModel"].keys
 _PROVIDER_KEYS: Final = COLUMN_BY_NAME["Provider"].keys
 

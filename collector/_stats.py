@@ -14,6 +14,7 @@ class Stats:
         self._lock = threading.Lock()
         self.requests = 0
         self.spans_received = 0
+        self.requests_decoded_natively = 0
         self.spans_stored = 0
         self.rejected: Counter[str] = Counter()
         self.inserts = 0
@@ -22,10 +23,11 @@ class Stats:
         self.insert_failures = 0
         self.queue_depth_fn: Any = None
 
-    def request(self, spans: int) -> None:
+    def request(self, spans: int, *, native: bool = False) -> None:
         with self._lock:
             self.requests += 1
             self.spans_received += spans
+            self.requests_decoded_natively += native
 
     def reject(self, reason: str) -> None:
         with self._lock:
@@ -47,6 +49,7 @@ class Stats:
             depth = self.queue_depth_fn() if self.queue_depth_fn is not None else 0
             return {
                 "requests": self.requests,
+                "requests_decoded_natively": self.requests_decoded_natively,
                 "spans_received": self.spans_received,
                 "spans_stored": self.spans_stored,
                 "rejected": dict(self.rejected),
@@ -62,6 +65,8 @@ class Stats:
         lines = [
             "# TYPE agentwatch_requests_total counter",
             f"agentwatch_requests_total {snap['requests']}",
+            "# TYPE agentwatch_requests_decoded_natively_total counter",
+            f"agentwatch_requests_decoded_natively_total {snap['requests_decoded_natively']}",
             "# TYPE agentwatch_spans_received_total counter",
             f"agentwatch_spans_received_total {snap['spans_received']}",
             "# TYPE agentwatch_spans_stored_total counter",
