@@ -43,6 +43,7 @@ class CollectorConfig:
     writer: WriterSettings = field(default_factory=WriterSettings)
     max_body_bytes: int = 16 * 1024 * 1024
     limits: DecodeLimits = field(default_factory=DecodeLimits)
+    native_decoder: bool = True
 
 
 class Collector:
@@ -64,6 +65,7 @@ class Collector:
                 max_decompressed_bytes=config.max_body_bytes * 4,
                 ingest_token=config.ingest_token,
                 limits=config.limits,
+                native_decoder=config.native_decoder,
             ),
         )
         self.http = HttpReceiver(self.ingestor, config.host, config.http_port)

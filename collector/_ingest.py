@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import zlib
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -93,27 +94,39 @@ class Ingestor:
 
         protobuf parses it first either way, so what is rejected as malformed (and the
         message saying why) does not depend on the decoder."""
-        request = parse_protobuf(body)
-        if self.settings.native_decoder:
-            table = native_spans_to_arrow(body, self.settings.limits, self.prices)
-            if table is not None:
+        with self.writer.incoming():
+            request = parse_protobuf(body)
+            table = None
+            if self.settings.native_decoder:
+                table = native_spans_to_arrow(body, self.settings.limits, self.prices)
+            if table is None:
+                table = self._decode(request)
+            else:
                 self.stats.request(table.num_rows, native=True)
-                return self._commit(table)
-        return self.ingest(request)
+            del request  # not kept in memory while waiting for the commit
+            future = self._submit(table)
+        return self._wait(future, table.num_rows)
 
     def ingest(self, request: ExportTraceServiceRequest) -> int:
         """Store every span of ``request``; returns once they are committed. Raises
         ``InvalidRequest``, ``Overloaded``, ``WriterStopped``, ``StoreTimeout`` or the store's
         error, in which case nothing of this request is acknowledged."""
+        with self.writer.incoming():
+            table = self._decode(request)
+            future = self._submit(table)
+        return self._wait(future, table.num_rows)
+
+    def _decode(self, request: ExportTraceServiceRequest) -> pa.Table:
         columns = request_to_columns(request, self.settings.limits)
         self.stats.request(len(columns))
-        return self._commit(spans_to_arrow(columns, self.prices))
+        return spans_to_arrow(columns, self.prices)
 
-    def _commit(self, table: pa.Table) -> int:
-        count: int = table.num_rows
-        if count == 0:
+    def _submit(self, table: pa.Table) -> Future[None] | None:
+        return self.writer.submit(table) if table.num_rows else None
+
+    def _wait(self, future: Future[None] | None, count: int) -> int:
+        if future is None:
             return 0
-        future = self.writer.submit(table)
         try:
             future.result(timeout=self.settings.ack_timeout_s)
         except TimeoutError as exc:

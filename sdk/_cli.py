@@ -69,6 +69,11 @@ def _collector_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--prices", default=None, help="TOML file of [[price]] overrides")
     parser.add_argument("--retention-days", type=int, default=30, help="keep spans this many days")
+    parser.add_argument(
+        "--python-decoder",
+        action="store_true",
+        help="decode OTLP protobuf in Python only, not with the native decoder (same rows)",
+    )
 
 
 def _collector_config(args: argparse.Namespace) -> CollectorConfig:
@@ -87,6 +92,7 @@ def _collector_config(args: argparse.Namespace) -> CollectorConfig:
         ingest_token=args.ingest_token,
         prices_file=Path(args.prices) if args.prices else None,
         retention_days=args.retention_days,
+        native_decoder=not args.python_decoder,
     )
 
 
