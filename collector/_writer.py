@@ -43,7 +43,7 @@ class WriterSettings:
     max_batch_rows: int = 50_000
     max_delay_s: float = 0.25
     max_queued_rows: int = 400_000
-    release_memory_every_s: float = 5.0
+    release_memory_every_s: float = 1.0
     # Commit at once when this many requests wait on the commit and none is still being
     # decoded: no more rows can join the batch (the receivers admit 8 requests at a time), so
     # waiting out max_delay_s would only idle. Fewer waiting requests (light load) still wait.
@@ -162,8 +162,8 @@ class BatchWriter:
                     future.set_exception(error)
 
     def _maybe_release_memory(self) -> None:
-        # chDB's allocator keeps what inserts freed (~200 MB under load); purging every few
-        # seconds costs well under a millisecond and keeps the collector's RSS bounded.
+        # chDB's allocator keeps what inserts and merges freed (~200 MB under load); purging
+        # it every second costs a few ms of the writer's time and keeps the RSS bounded.
         release = getattr(self.store, "release_memory", None)
         now = time.monotonic()
         if release is None or now - self._last_release < self.settings.release_memory_every_s:

@@ -187,7 +187,23 @@ def migrations(database: str, retention_days: int) -> tuple[Migration, ...]:
                 f"TO {db}.{TRACE_FACTS_TABLE} AS " + trace_facts_select(f"{db}.{SPANS_TABLE}"),
             ),
         ),
+        Migration(
+            4,
+            "span table merges column by column",
+            (f"ALTER TABLE {db}.{SPANS_TABLE} MODIFY SETTING {VERTICAL_MERGES}",),
+        ),
     )
+
+
+# --- migration 4 ----------------------------------------------------------------------------------
+# The span table is wide (40+ columns, maps and nested arrays). A horizontal merge holds a block
+# and a write buffer for every column at once; merging column by column bounds that. Measured
+# in the collector's process, 500k spans in 8k-row inserts: peak anonymous memory 393 -> 264 MB,
+# inserts no slower (benchmarks/BENCHMARKS.md, "Collector throughput").
+VERTICAL_MERGES: Final = (
+    "vertical_merge_algorithm_min_rows_to_activate = 1, "
+    "vertical_merge_algorithm_min_columns_to_activate = 1"
+)
 
 
 # --- migration 3: typed columns the dashboard reads on every agent span --------------------------
@@ -390,4 +406,5 @@ def cluster_ddl(database: str, cluster: str, retention_days: int) -> list[str]:
         f"AS {db}.{facts_local} ENGINE = Distributed({c}, {db}, {facts_local}, rand())",
         f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{TRACE_FACTS_VIEW} ON CLUSTER {c} "
         f"TO {db}.{facts_local} AS " + trace_facts_select(f"{db}.{local}"),
+        f"ALTER TABLE {db}.{local} ON CLUSTER {c} MODIFY SETTING {VERTICAL_MERGES}",
     ]

@@ -227,6 +227,12 @@ class EmbeddedStore:
 
         return chdb_session.Session(f"{self.path}?readonly=1")  # type: ignore[no-untyped-call]
 
+    def reclaim_startup_pages(self) -> int:
+        """Let the kernel drop the engine's code pages only start-up used (``_resident``)."""
+        from agentwatch.storage._resident import reclaim_library_pages
+
+        return reclaim_library_pages("/chdb/")
+
     def release_memory(self) -> None:
         """Hand memory the engine has freed back to the OS (its allocator keeps it otherwise)."""
         self.command("SYSTEM JEMALLOC PURGE")

@@ -50,6 +50,7 @@ STATEMENT_IDS = [
     "local trace facts",
     "distributed trace facts",
     "trace facts view",
+    "local table vertical merges",
 ]
 
 

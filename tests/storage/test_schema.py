@@ -210,3 +210,16 @@ def test_a_new_retention_applies_to_an_existing_table(store: EmbeddedStore):
         {"db": store.database, "t": SPANS_TABLE},
     ).scalar()
     assert "toIntervalDay(7)" in created
+
+
+def test_the_span_table_merges_column_by_column(store: EmbeddedStore):
+    """Migration 4 leaves the span table set to merge vertically from the first row and column,
+    which bounds the memory merges take in the collector's process."""
+    apply_migrations(store)
+    created = store.query(
+        "SELECT create_table_query FROM system.tables WHERE database = {db:String} "
+        "AND name = {t:String}",
+        {"db": store.database, "t": SPANS_TABLE},
+    ).scalar()
+    assert "vertical_merge_algorithm_min_rows_to_activate = 1" in created
+    assert "vertical_merge_algorithm_min_columns_to_activate = 1" in created
