@@ -460,6 +460,8 @@ config = CollectorConfig(
     grpc_port=None,
     query_port=options["query_port"],
     writer=WriterSettings(**options["writer"]),
+    native_decoder=options.get("native_decoder", True),
+    max_concurrent_requests=options.get("max_concurrent_requests", 8),
 )
 Collector(config).serve_forever()
 """
@@ -891,6 +893,7 @@ def run_load(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             ("max_delay_s", args.writer_max_delay),
             ("max_batch_rows", args.writer_max_batch),
             ("max_queued_rows", args.writer_max_queued),
+            ("flush_when_waiting", args.writer_flush_when_waiting),
         )
         if value is not None
     }
@@ -898,6 +901,10 @@ def run_load(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         experiment["writer"] = writer
     if args.gc_threshold:
         experiment["gc_threshold"] = args.gc_threshold
+    if args.python_decoder:
+        experiment["native_decoder"] = False
+    if args.max_concurrent is not None:
+        experiment["max_concurrent_requests"] = args.max_concurrent
     collector = start_collector(target, http_port, workdir / "collector.log", experiment)
     pid = collector.pid
     outcome: dict[str, Any] = {
@@ -1191,7 +1198,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     experiments.add_argument("--writer-max-delay", type=float, default=None, metavar="S")
     experiments.add_argument("--writer-max-batch", type=int, default=None, metavar="ROWS")
     experiments.add_argument("--writer-max-queued", type=int, default=None, metavar="ROWS")
+    experiments.add_argument("--writer-flush-when-waiting", type=int, default=None, metavar="N")
     experiments.add_argument("--gc-threshold", type=int, default=0, metavar="N", help="gen0")
+    experiments.add_argument(
+        "--python-decoder", action="store_true", help="decode in Python only (no native decoder)"
+    )
+    experiments.add_argument(
+        "--max-concurrent", type=int, default=None, metavar="N", help="requests admitted at once"
+    )
     parser.add_argument("--json", default=None, help="write the results as JSON to this path")
     parser.add_argument("--py-spy", default=None, help="profile the collector (raw stacks) here")
     parser.add_argument("--py-spy-gil", action="store_true", help="sample GIL holders only")

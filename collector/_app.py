@@ -44,6 +44,7 @@ class CollectorConfig:
     max_body_bytes: int = 16 * 1024 * 1024
     limits: DecodeLimits = field(default_factory=DecodeLimits)
     native_decoder: bool = True
+    max_concurrent_requests: int = 8
 
 
 class Collector:
@@ -69,6 +70,7 @@ class Collector:
                 ingest_token=config.ingest_token,
                 limits=config.limits,
                 native_decoder=config.native_decoder,
+                max_concurrent_requests=config.max_concurrent_requests,
             ),
         )
         self.http = HttpReceiver(self.ingestor, config.host, config.http_port)

@@ -3,6 +3,7 @@ unpriced (None, never $0), and user overrides price custom models or fail with a
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from agentwatch.collector._pricing import (
     PriceOverride,
     PriceTable,
     Rates,
+    _Tiered,
     load_overrides,
     split_model,
 )
@@ -115,6 +117,43 @@ def test_a_tiered_model_priced_small_then_large_is_still_exact():
     large = table.cost("claude-sonnet-4-5", "anthropic", 400_000, 10)
     expected = reference("claude-sonnet-4-5", "anthropic", input_tokens=400_000, output_tokens=10)
     assert large == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("model", "provider", "starts"),
+    [
+        ("claude-sonnet-4-5", "anthropic", [200_000]),
+        ("gemini-2.5-pro", "google", [200_000]),
+        ("gemini-1.5-pro", "google", [128_000]),
+    ],
+)
+def test_tiered_models_resolve_to_rates_per_tier_that_match_genai_prices(
+    model: str, provider: str, starts: list[int]
+):
+    """A model priced in tiers of input tokens gets linear rates per tier (no genai-prices call
+    per span), and they agree with genai-prices on random usages in every tier and exactly at
+    each tier's start."""
+    pricer = PriceTable().pricer(model, provider)
+    assert isinstance(pricer, _Tiered)
+    assert pricer.starts == starts
+    rng = random.Random(7)
+    usages = [(start + delta, 321, 0, 0) for start in starts for delta in (-1, 0, 1)]
+    for _ in range(300):
+        input_tokens = rng.randint(1, 2 * starts[-1])
+        cache_read = rng.randint(0, input_tokens // 2)
+        cache_write = rng.randint(0, (input_tokens - cache_read) // 2)
+        usages.append((input_tokens, rng.randint(0, 30_000), cache_read, cache_write))
+    for input_tokens, output_tokens, cache_read, cache_write in usages:
+        expected = reference(
+            model,
+            provider,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cache_read_tokens=cache_read,
+            cache_write_tokens=cache_write,
+        )
+        cost = pricer.cost(input_tokens, output_tokens, cache_read, cache_write)
+        assert cost == pytest.approx(expected, rel=1e-9, abs=1e-15), (input_tokens, cache_read)
 
 
 def test_an_unknown_model_is_unpriced_not_free():
