@@ -461,7 +461,7 @@ config = CollectorConfig(
     query_port=options["query_port"],
     writer=WriterSettings(**options["writer"]),
     native_decoder=options.get("native_decoder", True),
-    max_concurrent_requests=options.get("max_concurrent_requests", 8),
+    max_concurrent_requests=options.get("max_concurrent_requests", 16),
 )
 Collector(config).serve_forever()
 """

@@ -14,6 +14,7 @@ from agentwatch.collector._decode import DecodeLimits
 from agentwatch.collector._grpc import GrpcReceiver
 from agentwatch.collector._http import HttpReceiver
 from agentwatch.collector._ingest import Ingestor, IngestSettings
+from agentwatch.collector._malloc import tune_malloc
 from agentwatch.collector._pricing import PriceTable, load_overrides
 from agentwatch.collector._stats import Stats
 from agentwatch.collector._writer import BatchWriter, WriterSettings
@@ -44,7 +45,7 @@ class CollectorConfig:
     max_body_bytes: int = 16 * 1024 * 1024
     limits: DecodeLimits = field(default_factory=DecodeLimits)
     native_decoder: bool = True
-    max_concurrent_requests: int = 8
+    max_concurrent_requests: int = 16
 
 
 class Collector:
@@ -52,6 +53,7 @@ class Collector:
 
     def __init__(self, config: CollectorConfig) -> None:
         self.config = config
+        tune_malloc()
         overrides = load_overrides(config.prices_file) if config.prices_file else []
         self.store: Store = open_store(config.clickhouse_url, config.data_dir / "data")
         apply_migrations(self.store, config.retention_days)

@@ -28,7 +28,7 @@ class IngestSettings:
     max_body_bytes: int = 16 * 1024 * 1024
     max_decompressed_bytes: int = 64 * 1024 * 1024
     ack_timeout_s: float = 60.0
-    max_concurrent_requests: int = 8
+    max_concurrent_requests: int = 16
     in_flight_wait_s: float = 2.0
     read_timeout_s: float = 30.0
     ingest_token: str | None = None
@@ -94,27 +94,23 @@ class Ingestor:
 
         protobuf parses it first either way, so what is rejected as malformed (and the
         message saying why) does not depend on the decoder."""
-        with self.writer.incoming():
-            request = parse_protobuf(body)
-            table = None
-            if self.settings.native_decoder:
-                table = native_spans_to_arrow(body, self.settings.limits, self.prices)
-            if table is None:
-                table = self._decode(request)
-            else:
-                self.stats.request(table.num_rows, native=True)
-            del request  # not kept in memory while waiting for the commit
-            future = self._submit(table)
-        return self._wait(future, table.num_rows)
+        request = parse_protobuf(body)
+        table = None
+        if self.settings.native_decoder:
+            table = native_spans_to_arrow(body, self.settings.limits, self.prices)
+        if table is None:
+            table = self._decode(request)
+        else:
+            self.stats.request(table.num_rows, native=True)
+        del request  # not kept in memory while waiting for the commit
+        return self._wait(self._submit(table), table.num_rows)
 
     def ingest(self, request: ExportTraceServiceRequest) -> int:
         """Store every span of ``request``; returns once they are committed. Raises
         ``InvalidRequest``, ``Overloaded``, ``WriterStopped``, ``StoreTimeout`` or the store's
         error, in which case nothing of this request is acknowledged."""
-        with self.writer.incoming():
-            table = self._decode(request)
-            future = self._submit(table)
-        return self._wait(future, table.num_rows)
+        table = self._decode(request)
+        return self._wait(self._submit(table), table.num_rows)
 
     def _decode(self, request: ExportTraceServiceRequest) -> pa.Table:
         columns = request_to_columns(request, self.settings.limits)

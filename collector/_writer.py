@@ -7,12 +7,10 @@ Retry-After) so memory stays bounded and exporters back off and retry.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -44,9 +42,10 @@ class WriterSettings:
     max_delay_s: float = 0.25
     max_queued_rows: int = 400_000
     release_memory_every_s: float = 1.0
-    # Commit at once when this many requests wait on the commit and none is still being
-    # decoded: no more rows can join the batch (the receivers admit 8 requests at a time), so
-    # waiting out max_delay_s would only idle. Fewer waiting requests (light load) still wait.
+    # Commit at once when this many requests wait on the commit: acks wait for commits, so
+    # waiting out max_delay_s with the receivers' admission half full of waiting requests only
+    # idles; the other half is decoded meanwhile and makes the next batch. Fewer waiting
+    # requests (light load) still wait up to max_delay_s, so inserts stay few.
     flush_when_waiting: int = 8
 
 
@@ -64,7 +63,6 @@ class BatchWriter:
         self.table = table
         self._queue: deque[tuple[pa.Table, Future[None]]] = deque()
         self._queued_rows = 0
-        self._incoming = 0
         self._cond = threading.Condition()
         self._stopping = False
         self._last_release = time.monotonic()
@@ -92,21 +90,8 @@ class BatchWriter:
             self._cond.notify()
         return future
 
-    @contextlib.contextmanager
-    def incoming(self) -> Iterator[None]:
-        """Around decoding a request and submitting its rows: tells the writer more rows are
-        coming, so it waits for them (up to ``max_delay_s``) rather than commit without them."""
-        with self._cond:
-            self._incoming += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._incoming -= 1
-                self._cond.notify()
-
-    def _nothing_can_join(self) -> bool:
-        return self._incoming == 0 and len(self._queue) >= self.settings.flush_when_waiting
+    def _enough_waiting(self) -> bool:
+        return len(self._queue) >= self.settings.flush_when_waiting
 
     def _take_batch(self) -> list[tuple[pa.Table, Future[None]]]:
         settings = self.settings
@@ -119,7 +104,7 @@ class BatchWriter:
             while (
                 self._queued_rows < settings.max_batch_rows
                 and not self._stopping
-                and not self._nothing_can_join()
+                and not self._enough_waiting()
             ):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
