@@ -233,6 +233,8 @@ def _span_error(span: Any, limits: DecodeLimits, where: str) -> InvalidRequest:
     _hex_id(span.parent_span_id, 8, "parent_span_id", where, required=False)
     if span.start_time_unix_nano == 0:
         return InvalidRequest(f"{where}: start_time_unix_nano is missing", "missing_time")
+    if span.start_time_unix_nano > MAX_TIME_NS:
+        return _time_error(where, "start_time_unix_nano", span.start_time_unix_nano)
     _attributes(span.attributes, limits, where)
     if len(span.events) > limits.max_events_per_span:
         return InvalidRequest(
@@ -245,7 +247,22 @@ def _span_error(span: Any, limits: DecodeLimits, where: str) -> InvalidRequest:
             f"{where}: {len(span.links)} links, more than the limit of {limits.max_links_per_span}",
             "too_many_links",
         )
+    for event in span.events:
+        if event.time_unix_nano > MAX_TIME_NS:
+            return _time_error(f"{where}.events", "time_unix_nano", event.time_unix_nano)
     return InvalidRequest(f"{where}: span cannot be stored", "invalid")  # pragma: no cover
+
+
+# Timestamps are stored as signed 64-bit nanoseconds (DateTime64(9)): up to 2262-04-11.
+MAX_TIME_NS: Final = 2**63 - 1
+
+
+def _time_error(where: str, field: str, value: int) -> InvalidRequest:
+    return InvalidRequest(
+        f"{where}: {field} {value} is beyond the latest storable time (2262-04-11, "
+        f"{MAX_TIME_NS} ns)",
+        "invalid_time",
+    )
 
 
 _ZERO_TRACE_ID: Final = bytes(16)
@@ -321,6 +338,7 @@ def request_to_columns(
                     or span_id == _ZERO_SPAN_ID
                     or (parent_id and (len(parent_id) != 8 or parent_id == _ZERO_SPAN_ID))
                     or start == 0
+                    or start > MAX_TIME_NS
                     or attributes is None
                     or len(events) > max_events
                     or len(links) > max_links
@@ -348,7 +366,10 @@ def request_to_columns(
                 status_messages(status.message)
                 if events:
                     where = f"resource_spans[{r_index}].scope_spans[{s_index}].spans[{index}]"
-                    events_timestamp([e.time_unix_nano for e in events])
+                    times = [e.time_unix_nano for e in events]
+                    if max(times) > MAX_TIME_NS:
+                        raise _span_error(span, limits, where)
+                    events_timestamp(times)
                     events_name([e.name for e in events])
                     events_attributes(
                         [_attributes(e.attributes, limits, f"{where}.events") for e in events]

@@ -209,6 +209,14 @@ class _Handler(BaseHTTPRequestHandler):
                 f"spans were not stored: {exc}",
                 {"Retry-After": "2"},
             )
+        except Exception as exc:
+            # A bug of ours: say so (nothing was stored) rather than drop the connection.
+            logger.exception("request to %s failed", path)
+            self._error(
+                HTTPStatus.INTERNAL_SERVER_ERROR,
+                "internal_error",
+                f"spans were not stored: internal error ({type(exc).__name__}: {exc})",
+            )
         finally:
             self.in_flight.release()
 

@@ -82,6 +82,9 @@ class _Exact:
     ) -> float:
         from genai_prices import Usage
 
+        # Input tokens include the cached ones. genai-prices refuses a report with more cached
+        # than input tokens; like Rates.cost, price every cached token and no uncached input.
+        input_tokens = max(input_tokens, cache_read + cache_write)
         result = self.model_price.calc_price(
             Usage(
                 input_tokens=input_tokens,
@@ -107,6 +110,7 @@ class _Tiered:
     def cost(
         self, input_tokens: int, output_tokens: int, cache_read: int, cache_write: int
     ) -> float:
+        input_tokens = max(input_tokens, cache_read + cache_write)  # as _Exact.cost reads it
         tier = bisect.bisect_left(self.starts, input_tokens)
         if tier < len(self.starts) and self.starts[tier] == input_tokens:
             return self.exact.cost(input_tokens, output_tokens, cache_read, cache_write)

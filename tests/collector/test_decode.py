@@ -242,6 +242,24 @@ def test_a_missing_start_time_is_rejected():
     assert "start_time_unix_nano is missing" in str(error)
 
 
+def test_times_beyond_what_datetime64_holds_are_rejected_not_crashed_on():
+    """Start and event times past 2**63 - 1 ns (year 2262) cannot be stored: a 400 naming the
+    field, not an overflow while building the rows."""
+    span = make_span()
+    span.start_time_unix_nano = 2**63
+    span.end_time_unix_nano = 2**63 + 5
+    error = rejection(make_request(span))
+    assert (error.reason, "start_time_unix_nano 9223372036854775808") == (
+        "invalid_time",
+        str(error).split(": ", 1)[1].split(" is ")[0],
+    )
+    late_event = make_span()
+    late_event.events.add(time_unix_nano=2**64 - 1, name="late")
+    error = rejection(make_request(late_event))
+    assert error.reason == "invalid_time"
+    assert ".events: time_unix_nano 18446744073709551615 is beyond" in str(error)
+
+
 def test_too_many_span_attributes_are_rejected_not_truncated():
     span = make_span(attributes={f"k{i}": i for i in range(5)})
     error = rejection(make_request(span), DecodeLimits(max_attributes_per_span=4))

@@ -487,8 +487,17 @@ def test_an_attribute_value_too_large_gets_400(start_collector: StartCollector):
         (make_span(span_id=b"\x01" * 9), "invalid_id", "span_id must be 8 bytes, got 9"),
         (make_span(parent_span_id=b"\x01" * 4), "invalid_id", "parent_span_id must be 8 bytes"),
         (make_span(start_ns=0, duration_ns=0), "missing_time", "start_time_unix_nano is missing"),
+        (make_span(start_ns=2**63, duration_ns=0), "invalid_time", "beyond the latest storable"),
     ],
-    ids=["no-trace-id", "no-span-id", "short-trace-id", "long-span-id", "bad-parent", "no-start"],
+    ids=[
+        "no-trace-id",
+        "no-span-id",
+        "short-trace-id",
+        "long-span-id",
+        "bad-parent",
+        "no-start",
+        "start-beyond-2262",
+    ],
 )
 def test_spans_with_missing_or_wrong_ids_or_times_get_400(
     collector: Collector, span: Span, reason: str, words: str

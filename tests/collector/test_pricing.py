@@ -156,6 +156,29 @@ def test_tiered_models_resolve_to_rates_per_tier_that_match_genai_prices(
         assert cost == pytest.approx(expected, rel=1e-9, abs=1e-15), (input_tokens, cache_read)
 
 
+@pytest.mark.parametrize("input_tokens", [1_000, 199_999, 200_000, 200_001])
+def test_more_cached_than_input_tokens_is_priced_as_all_cached_never_an_error(input_tokens: int):
+    """A usage report claiming more cached than input tokens (genai-prices refuses it) costs
+    what a report of exactly that many all-cached input tokens costs, on every pricing path."""
+    table = PriceTable()
+    cost = table.cost("claude-sonnet-4-5", "anthropic", input_tokens, 10, 300_000, 0)
+    expected = reference(
+        "claude-sonnet-4-5",
+        "anthropic",
+        input_tokens=300_000,
+        output_tokens=10,
+        cache_read_tokens=300_000,
+    )
+    assert cost == pytest.approx(expected, rel=1e-9)
+    linear = table.cost("gpt-4o", "openai", input_tokens, 10, 300_000, 0)
+    assert linear == pytest.approx(
+        reference(
+            "gpt-4o", "openai", input_tokens=300_000, output_tokens=10, cache_read_tokens=300_000
+        ),
+        rel=1e-9,
+    )
+
+
 def test_an_unknown_model_is_unpriced_not_free():
     assert PriceTable().cost("no-such-model-xyz-123", "openai", 1000, 1000) is None
 
