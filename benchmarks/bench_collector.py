@@ -1063,7 +1063,8 @@ def run_stages(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
     import pyarrow as pa
 
-    from agentwatch.collector._decode import parse_protobuf, request_to_columns
+    from agentwatch.collector._decode import DecodeLimits, parse_protobuf, request_to_columns
+    from agentwatch.collector._native_rows import native_spans_to_arrow
     from agentwatch.collector._pricing import PriceTable
     from agentwatch.collector._rows import price_spans, spans_to_arrow
     from agentwatch.storage._store import EmbeddedStore, apply_migrations
@@ -1072,10 +1073,12 @@ def run_stages(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     spans = n_bodies * args.batch
     start_ns = time.time_ns() - 3600 * 10**9
     # Two price tables, so the Arrow step's pricing is as cold as the pricing step's.
-    for_pricing, for_arrow = PriceTable(), PriceTable()
+    for_pricing, for_arrow, for_native = PriceTable(), PriceTable(), PriceTable()
+    limits = DecodeLimits()
     warm = request_to_columns(parse_protobuf(build_bodies(999_999, 1, args.batch, start_ns)[0]))
     spans_to_arrow(warm, for_pricing)
     spans_to_arrow(warm, for_arrow)
+    native_spans_to_arrow(build_bodies(999_999, 1, args.batch, start_ns)[0], limits, for_native)
     store = EmbeddedStore(workdir / "stages" / "data")
     apply_migrations(store)
     per_insert = max(1, 50_000 // args.batch)  # the writer's max_batch_rows
@@ -1085,6 +1088,7 @@ def run_stages(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "pricing",
         "Arrow build incl. pricing",
         "chDB insert (50k-row batches)",
+        "native decode + pricing + Arrow (same bodies)",
     )
     timings: dict[str, list[float]] = {name: [] for name in names}
     clock = time.perf_counter
@@ -1110,6 +1114,12 @@ def run_stages(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             totals["decode + flatten"] += t2 - t1
             totals["pricing"] += t3 - t2
             totals["Arrow build incl. pricing"] += t4 - t3
+            t6 = clock()
+            native = native_spans_to_arrow(body, limits, for_native)
+            totals["native decode + pricing + Arrow (same bodies)"] += clock() - t6
+            if native is None or native.num_rows != args.batch:
+                raise RuntimeError("the native decoder declined a benchmark body")
+            del native
             if len(tables) == per_insert or body is bodies[-1]:
                 t5 = clock()
                 store.insert_arrow("otel_traces", pa.concat_tables(tables))
@@ -1121,6 +1131,7 @@ def run_stages(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     store.close()
     medians = {name: round(statistics.median(v), 2) for name, v in timings.items()}
     python_path = sum(medians[n] for n in names[:2]) + medians["Arrow build incl. pricing"]
+    native_path = medians["protobuf parse"] + medians[names[-1]]
     return {
         "spans": spans,
         "batch": args.batch,
@@ -1128,6 +1139,8 @@ def run_stages(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "us_per_span": medians,
         "python_us_per_span": round(python_path, 2),
         "python_bound_spans_per_s": round(1e6 / python_path) if python_path else None,
+        "native_us_per_span": round(native_path, 2),
+        "native_bound_spans_per_s": round(1e6 / native_path) if native_path else None,
     }
 
 
@@ -1165,6 +1178,11 @@ def render_stages(stages: dict[str, Any]) -> str:
     lines.append(
         f"| Python path (parse + decode + Arrow incl. pricing) | {stages['python_us_per_span']} "
         f"(≤ {stages['python_bound_spans_per_s']:,} spans/s on one core) |"
+    )
+    lines.append(
+        f"| native path (parse + native decode incl. pricing and Arrow) | "
+        f"{stages['native_us_per_span']} (≤ {stages['native_bound_spans_per_s']:,} spans/s on one "
+        "core) |"
     )
     return "\n".join(lines)
 

@@ -10,7 +10,7 @@ test says so instead of depending on machine load.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from pathlib import Path
 
 import pyarrow as pa
@@ -172,3 +172,25 @@ def test_stop_returns_only_after_everything_queued_is_written_then_refuses_more(
     assert set(span_counts(store, ids).values()) == {5}
     with pytest.raises(WriterStopped):
         writer.submit(rows(1))
+
+
+def test_enough_waiting_requests_are_committed_at_once_fewer_wait_for_the_delay(
+    store: GatedStore, make_writer: type[BatchWriter]
+):
+    """With flush_when_waiting requests queued the writer commits without waiting out
+    max_delay_s (their clients can send nothing more until it does); fewer stay queued for more
+    rows to join them."""
+    stats = Stats()
+    writer = make_writer(
+        store, stats, WriterSettings(max_delay_s=60.0, max_batch_rows=1000, flush_when_waiting=3)
+    )
+    first = [writer.submit(rows(2)) for _ in range(2)]
+    # Two requests: the writer keeps waiting for more (max_delay_s is a minute away).
+    done, _ = wait(first, timeout=0.3)
+    assert not done
+    assert stats.snapshot()["inserts"] == 0
+    third = writer.submit(rows(2))
+    for future in [*first, third]:
+        future.result(timeout=15)  # far sooner than max_delay_s
+    assert stats.snapshot()["inserts"] == 1
+    assert total_spans(store) == 6
