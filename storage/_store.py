@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,6 +164,11 @@ class EmbeddedStore:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        # Code pages that were hot once (start-up, a first query) go back to the page cache;
+        # those still in use fault back in at once. Every 5 s: ~90 MB off the collector's
+        # resident set under load, throughput within noise (benchmarks/BENCHMARKS.md).
+        self.reclaim_pages_every_s = 5.0
+        self._last_reclaim = time.monotonic()
         try:
             self._session = chdb_session.Session(str(self.path))  # type: ignore[no-untyped-call]
         except Exception as exc:
@@ -234,8 +240,13 @@ class EmbeddedStore:
         return reclaim_library_pages("/chdb/")
 
     def release_memory(self) -> None:
-        """Hand memory the engine has freed back to the OS (its allocator keeps it otherwise)."""
+        """Hand memory the engine has freed back to the OS (its allocator keeps it otherwise),
+        and, every ``reclaim_pages_every_s``, the code pages it has not touched lately."""
         self.command("SYSTEM JEMALLOC PURGE")
+        now = time.monotonic()
+        if now - self._last_reclaim >= self.reclaim_pages_every_s:
+            self._last_reclaim = now
+            self.reclaim_startup_pages()
 
     def close(self) -> None:
         with self._lock:
