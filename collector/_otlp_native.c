@@ -921,25 +921,31 @@ fail:
     return -1;
 }
 
-static int read_scope_spans(Decoder *d, Reader r) {
-    Status *st = &d->st;
-    Reader scope = {NULL, NULL}, name = {NULL, NULL}, version = {NULL, NULL};
-    int scope_seen = 0;
-    Reader pass = r;
-    /* Pass 1: the scope (fields may come in any order). */
-    while (pass.p < pass.end) {
+/* Message field 1 of r (the scope of a ScopeSpans, the resource of a ResourceSpans), read
+ * before the spans whatever the field order; {NULL, NULL} when absent. -1 when it repeats
+ * (protobuf merges repeats: the Python decoder handles that) or is not length-delimited. */
+static int find_message_field_1(Reader r, Reader *out) {
+    int seen = 0;
+    out->p = out->end = NULL;
+    while (r.p < r.end) {
         uint32_t field;
         int wt;
-        if (read_tag(&pass, &field, &wt) < 0) goto fail;
-        if (field == 1 && wt == WT_LEN) {
-            if (scope_seen || read_len(&pass, &scope) < 0) goto fail;
-            scope_seen = 1;
-        } else if (field == 1) {
-            goto fail;
-        } else if (skip_field(&pass, wt) < 0) {
-            goto fail;
+        if (read_tag(&r, &field, &wt) < 0) return -1;
+        if (field == 1) {
+            if (wt != WT_LEN || seen || read_len(&r, out) < 0) return -1;
+            seen = 1;
+        } else if (skip_field(&r, wt) < 0) {
+            return -1;
         }
     }
+    return 0;
+}
+
+static int read_scope_spans(Decoder *d, Reader r) {
+    Status *st = &d->st;
+    Reader scope, name = {NULL, NULL}, version = {NULL, NULL};
+    /* Pass 1: the scope (fields may come in any order). */
+    if (find_message_field_1(r, &scope) < 0) goto fail;
     while (scope.p != NULL && scope.p < scope.end) {
         uint32_t field;
         int wt;
@@ -973,22 +979,8 @@ fail:
 
 static int read_resource_spans(Decoder *d, Reader r) {
     Status *st = &d->st;
-    Reader resource = {NULL, NULL};
-    int resource_seen = 0;
-    Reader pass = r;
-    while (pass.p < pass.end) {
-        uint32_t field;
-        int wt;
-        if (read_tag(&pass, &field, &wt) < 0) goto fail;
-        if (field == 1 && wt == WT_LEN) {
-            if (resource_seen || read_len(&pass, &resource) < 0) goto fail;
-            resource_seen = 1;
-        } else if (field == 1) {
-            goto fail;
-        } else if (skip_field(&pass, wt) < 0) {
-            goto fail;
-        }
-    }
+    Reader resource;
+    if (find_message_field_1(r, &resource) < 0) goto fail;
     /* The resource's attributes as one map row, reused by each of its spans. */
     mapcol_free(&d->resource);
     memset(&d->resource, 0, sizeof d->resource);
