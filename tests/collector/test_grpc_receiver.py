@@ -75,6 +75,8 @@ def test_the_sdk_over_grpc_lands_every_typed_column_and_cost(
     trace_id = run_sdk_agent()
     assert aw.force_flush(10)
     check_sdk_rows(collector.store, trace_id)
+    # The gRPC receiver hands the raw bytes to the same native decoder as HTTP protobuf.
+    assert get(http_url(collector), "/stats").json()["requests_decoded_natively"] >= 1
 
 
 @pytest.mark.parametrize("compression", [None, grpc.Compression.Gzip], ids=["identity", "gzip"])
