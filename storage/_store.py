@@ -153,7 +153,8 @@ def sync_retention(store: Store, retention_days: int) -> bool:
 
 
 class EmbeddedStore:
-    """ClickHouse in this process (chDB); data under ``path``. Thread-safe by a lock."""
+    """ClickHouse in this process (chDB); data under ``path``. Thread-safe: writes share one
+    connection under a lock, reads another (read-only) under their own."""
 
     def __init__(
         self, path: str | Path = ".agentwatch/data", database: str = DEFAULT_DATABASE
@@ -164,6 +165,8 @@ class EmbeddedStore:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._read_session: Any = None
         # Code pages that were hot once (start-up, a first query) go back to the page cache;
         # those still in use fault back in at once. Every 5 s: ~90 MB off the collector's
         # resident set under load, throughput within noise (benchmarks/BENCHMARKS.md).
@@ -177,15 +180,23 @@ class EmbeddedStore:
                 "(only one process may open it; is another collector running?)"
             ) from exc
 
-    def _run(self, sql: str, fmt: str, params: Params | None) -> Any:
+    def _run(self, sql: str, fmt: str, params: Params | None, *, read: bool = False) -> Any:
         bound = {k: escape_param(v) for k, v in params.items()} if params else None
-        with self._lock:
+        # Reads run on their own read-only connection, so a long query (an alert pass, a
+        # dashboard page) never holds up the writer's inserts, which share the main one.
+        with self._read_lock if read else self._lock:
             try:
-                return self._session.query(  # type: ignore[no-untyped-call]
-                    sql, fmt, params=bound
-                )
+                session = self._reader() if read else self._session
+                return session.query(sql, fmt, params=bound)
+            except StorageError:
+                raise
             except Exception as exc:
                 raise StorageError(str(exc)) from exc
+
+    def _reader(self) -> Any:
+        if self._read_session is None:
+            self._read_session = self.open_reader()
+        return self._read_session
 
     def command(self, sql: str, params: Params | None = None) -> None:
         self._run(sql, "CSV", params)
@@ -206,7 +217,7 @@ class EmbeddedStore:
         del arrow_batch
 
     def query_arrow(self, sql: str, params: Params | None = None) -> pa.Table:
-        result = self._run(sql, "ArrowTable", params)
+        result = self._run(sql, "ArrowTable", params, read=True)
         if isinstance(result, pa.Table):
             return result
         raise StorageError(f"unexpected result type from chDB: {type(result).__name__}")
@@ -216,7 +227,7 @@ class EmbeddedStore:
 
     def query_raw(self, sql: str, fmt: str, params: Params | None = None) -> bytes:
         """The query's result serialized in a ClickHouse output format (for the HTTP endpoint)."""
-        result = self._run(sql, fmt, params)
+        result = self._run(sql, fmt, params, read=True)
         data = result.bytes()
         return bytes(data)
 
@@ -249,6 +260,10 @@ class EmbeddedStore:
             self.reclaim_startup_pages()
 
     def close(self) -> None:
+        with self._read_lock:
+            if self._read_session is not None:
+                self._read_session.close()  # the engine stays open while any connection is
+                self._read_session = None
         with self._lock:
             self._session.close()  # type: ignore[no-untyped-call]
 

@@ -4,6 +4,8 @@ errors as StorageError, data that survives closing, and the one-directory-per-pr
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -141,3 +143,25 @@ def test_open_store_is_embedded_without_a_url(tmp_path: Path):
 def test_open_store_with_a_bad_url_is_a_configuration_error(tmp_path: Path):
     with pytest.raises(ConfigurationError, match="--clickhouse-url must look like"):
         open_store("clickhouse://host/db", tmp_path / "data")
+
+
+def test_an_insert_commits_while_a_long_read_is_still_running(store: EmbeddedStore):
+    """Reads run on their own read-only connection: an insert (the collector's writer) is not
+    held up by a slow query (an alert pass, a dashboard page) running at the same time."""
+    reading = threading.Thread(target=store.query, args=("SELECT sleep(2)",))
+    reading.start()
+    deadline = time.monotonic() + 10
+    while not store._read_lock.locked():  # the read has begun
+        assert time.monotonic() < deadline, "the read never started"
+        time.sleep(0.001)
+    store.insert_arrow("items", items([7], ["during the read"]))
+    committed_while_reading = reading.is_alive()
+    reading.join(10)
+    assert committed_while_reading
+    assert store.query(f"SELECT name FROM {store.database}.items").rows == [("during the read",)]
+
+
+def test_reads_cannot_write(store: EmbeddedStore):
+    """The read connection is read-only: a write sent as a query is refused by the engine."""
+    with pytest.raises(StorageError, match="readonly"):
+        store.query(f"INSERT INTO {store.database}.items (id, name) VALUES (1, 'x')")
