@@ -147,7 +147,7 @@ class _Call:
         if spec.role == "tool":
             run = current_run()
             if run is not None and run.budget is not None:
-                run.budget.tool_calls += 1
+                run.budget.add_tool_call()
                 run.check_limits()
         call = cls(spec)
         try:
@@ -197,7 +197,14 @@ class _Call:
         if spec.role == "agent":
             outer = current_run(parent)
             task_type = spec.task_type or (outer.task_type if outer is not None else None)
-            budget = Budget(spec.limits) if spec.limits is not None else None
+            # Inside an agent that has a budget, a nested one charges it too (its own limits,
+            # if any, on top); otherwise a run without limits has no budget at all.
+            outer_budget = outer.budget if outer is not None else None
+            budget = (
+                Budget(spec.limits or Limits(), parent=outer_budget)
+                if spec.limits is not None or outer_budget is not None
+                else None
+            )
             self.run = Run(spec.agent_name, task_type, self.span, budget)
             ctx = with_run(self.run, ctx)
         self.ctx = ctx
@@ -358,8 +365,8 @@ def charge_budget(run: Run | None, usage: Usage, provider: str | None) -> None:
     if run is None or run.budget is None:
         return
     budget = run.budget
-    budget.tokens += usage.total_tokens
-    if budget.limits.max_cost_usd is not None and usage.model:
+    budget.add_tokens(usage.total_tokens)
+    if usage.model and budget.limits_cost():
         cost = estimate_cost_usd(
             usage.model,
             provider,
@@ -369,7 +376,7 @@ def charge_budget(run: Run | None, usage: Usage, provider: str | None) -> None:
             usage.cache_write_tokens or 0,
         )
         if cost is not None:
-            budget.cost_usd += cost
+            budget.add_cost(cost)
 
 
 def _is_stream(result: Any) -> bool:

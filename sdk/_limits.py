@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -76,16 +77,51 @@ def estimate_cost_usd(
 
 @dataclass(slots=True)
 class Budget:
-    """What one run has used so far against its ``Limits``."""
+    """What one run has used so far against its ``Limits``.
+
+    A nested agent's budget has the outer run's as ``parent``: tokens, cost and tool calls
+    count against every enclosing budget (an outer agent's limits cover all work done inside
+    it), while iterations are each agent's own loop.
+    """
 
     limits: Limits
+    parent: Budget | None = None
     started: float = field(default_factory=time.monotonic)
     iterations: int = 0
     tokens: int = 0
     cost_usd: float = 0.0
     tool_calls: int = 0
 
+    def chain(self) -> Iterator[Budget]:
+        budget: Budget | None = self
+        while budget is not None:
+            yield budget
+            budget = budget.parent
+
+    def add_tool_call(self) -> None:
+        for budget in self.chain():
+            budget.tool_calls += 1
+
+    def add_tokens(self, tokens: int) -> None:
+        for budget in self.chain():
+            budget.tokens += tokens
+
+    def add_cost(self, usd: float) -> None:
+        for budget in self.chain():
+            budget.cost_usd += usd
+
+    def limits_cost(self) -> bool:
+        """Whether any enclosing budget has a cost limit (only then is usage priced)."""
+        return any(budget.limits.max_cost_usd is not None for budget in self.chain())
+
     def first_exceeded(self) -> AgentLimitExceeded | None:
+        for budget in self.chain():
+            exceeded = budget._own_first_exceeded()
+            if exceeded is not None:
+                return exceeded
+        return None
+
+    def _own_first_exceeded(self) -> AgentLimitExceeded | None:
         limits = self.limits
         checks: tuple[tuple[str, float, float | None], ...] = (
             ("iterations", self.iterations, limits.max_iterations),

@@ -227,6 +227,80 @@ def test_limits_belong_to_each_run_separately(agentwatch_spans: CapturedSpans) -
     assert [handle(), handle(), handle()] == [2, 2, 2]
 
 
+def test_a_nested_agent_without_limits_is_charged_to_the_outer_budget(
+    agentwatch_spans: CapturedSpans,
+) -> None:
+    """Tool calls made by a sub-agent count against the agent that called it: an outer budget
+    cannot be escaped by delegating the work."""
+    ran: list[str] = []
+
+    @aw.tool
+    def lookup(order_id: str) -> None:
+        ran.append(order_id)
+
+    @aw.agent
+    def researcher() -> None:
+        for order_id in ("a", "b", "c"):
+            lookup(order_id)
+
+    @aw.agent(limits=aw.Limits(max_tool_calls=2))
+    def handle() -> None:
+        researcher()
+
+    with pytest.raises(aw.AgentLimitExceeded) as raised:
+        handle()
+
+    assert ran == ["a", "b"]
+    assert (raised.value.limit, raised.value.value, raised.value.maximum) == ("tool_calls", 3, 2)
+    for agent in ("invoke_agent researcher", "invoke_agent handle"):
+        assert limit_attrs(agentwatch_spans, agent)[:2] == ("limit_exceeded", "tool_calls")
+
+
+def test_a_nested_agent_with_its_own_limits_charges_both_budgets(
+    agentwatch_spans: CapturedSpans,
+) -> None:
+    """Tokens used inside a sub-agent with its own (looser) limits still count against the
+    outer agent's, which stops the second sub-run."""
+
+    @aw.llm(provider="openai")
+    def ask(model: str) -> dict[str, Any]:
+        return openai_chat(prompt_tokens=300, completion_tokens=100)
+
+    @aw.agent(limits=aw.Limits(max_tokens=10_000))
+    def writer() -> None:
+        ask(model="gpt-4o")
+        ask(model="gpt-4o")
+
+    @aw.agent(limits=aw.Limits(max_tokens=1000))
+    def handle() -> None:
+        writer()  # 800 tokens: within both budgets
+        writer()  # 1200 > 1000 after its first call
+
+    with pytest.raises(aw.AgentLimitExceeded) as raised:
+        handle()
+
+    assert (raised.value.limit, raised.value.value) == ("tokens", 1200)
+    assert len(agentwatch_spans.llm_calls()) == 3
+    assert limit_attrs(agentwatch_spans, "invoke_agent handle")[:2] == ("limit_exceeded", "tokens")
+
+
+def test_iterations_are_each_agents_own(agentwatch_spans: CapturedSpans) -> None:
+    """A sub-agent's loop iterations do not count against the outer agent's max_iterations."""
+
+    @aw.agent
+    def inner() -> int:
+        return max(aw.iteration() for _ in range(5))
+
+    @aw.agent(limits=aw.Limits(max_iterations=2))
+    def outer() -> int:
+        aw.iteration()
+        return inner()
+
+    assert outer() == 5
+    (outer_span,) = agentwatch_spans.named("invoke_agent outer")
+    assert attrs(outer_span)[sc.TASK_ITERATIONS] == 1
+
+
 def test_iteration_outside_an_agent_counts_nothing() -> None:
     assert aw.iteration() == 0
     aw.check_limits()  # no run: nothing to exceed, nothing raised
