@@ -41,6 +41,10 @@ class DecodeLimits:
     max_events_per_span: int = 256
     max_links_per_span: int = 128
     max_spans_per_request: int = 100_000
+    # A resource's attributes and a scope's name and version are stored with every one of its
+    # spans: bounded, so a small request cannot decode into gigabytes of rows.
+    max_resource_bytes: int = 64 * 1024
+    max_scope_bytes: int = 1024
 
 
 @dataclass(slots=True)
@@ -310,14 +314,29 @@ def request_to_columns(
     links_attributes = cols.links_attributes.append
     total = 0
     for r_index, resource_spans in enumerate(request.resource_spans):
-        resource = _attributes(
-            resource_spans.resource.attributes, limits, f"resource_spans[{r_index}].resource"
-        )
+        where = f"resource_spans[{r_index}].resource"
+        resource = _attributes(resource_spans.resource.attributes, limits, where)
+        size = sum(len(key.encode()) + len(value.encode()) for key, value in resource.items())
+        if size > limits.max_resource_bytes:
+            raise InvalidRequest(
+                f"{where}: attributes total {size} bytes, more than the limit of "
+                f"{limits.max_resource_bytes} (they are stored with every span)",
+                "resource_too_large",
+            )
         service = resource.get("service.name", "unknown_service")
         for s_index, scope_spans in enumerate(resource_spans.scope_spans):
             scope = scope_spans.scope
             scope_name = scope.name
             scope_version = scope.version
+            for what, text in (("name", scope_name), ("version", scope_version)):
+                if len(text) * 4 > limits.max_scope_bytes and (
+                    (size := len(text.encode())) > limits.max_scope_bytes
+                ):
+                    raise InvalidRequest(
+                        f"resource_spans[{r_index}].scope_spans[{s_index}].scope: {what} is "
+                        f"{size} bytes, more than the limit of {limits.max_scope_bytes}",
+                        "scope_too_large",
+                    )
             for index, span in enumerate(scope_spans.spans):
                 total += 1
                 if total > max_spans:

@@ -92,9 +92,9 @@ def _costs(decoded: dict[str, Any], prices: PriceTable) -> tuple[pa.Array, pa.Ar
     )
 
 
-def native_spans_to_arrow(body: bytes, limits: DecodeLimits, prices: PriceTable) -> pa.Table | None:
-    """The span table for a protobuf body that ``parse_protobuf`` accepted, or None when the
-    native decoder is not built or declines this request (use the Python decoder then)."""
+def native_columns(body: bytes, limits: DecodeLimits) -> dict[str, Any] | None:
+    """The native decoder's column buffers and pricing inputs for ``body``, or None when it is
+    not built or declines the request."""
     if _native is None:
         return None
     decoded: dict[str, Any] | None = _native.decode_traces(
@@ -104,8 +104,17 @@ def native_spans_to_arrow(body: bytes, limits: DecodeLimits, prices: PriceTable)
         limits.max_attribute_value_bytes,
         limits.max_events_per_span,
         limits.max_links_per_span,
+        limits.max_resource_bytes,
+        limits.max_scope_bytes,
         _PRICE_KEYS,
     )
+    return decoded
+
+
+def native_spans_to_arrow(body: bytes, limits: DecodeLimits, prices: PriceTable) -> pa.Table | None:
+    """The span table for a protobuf body that ``parse_protobuf`` accepted, or None when the
+    native decoder is not built or declines this request (use the Python decoder then)."""
+    decoded = native_columns(body, limits)
     if decoded is None:
         return None
     count = decoded["count"]

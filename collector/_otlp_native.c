@@ -35,13 +35,17 @@ typedef struct {
 } Status;
 
 static int buf_reserve(Status *st, Buf *b, size_t extra) {
+    if (extra > SIZE_MAX - b->len) {
+        st->no_memory = 1;
+        return -1;
+    }
     size_t need = b->len + extra;
     if (need <= b->cap) {
         return 0;
     }
     size_t cap = b->cap ? b->cap : 1024;
     while (cap < need) {
-        cap *= 2;
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
     }
     char *data = realloc(b->data, cap);
     if (data == NULL) {
@@ -97,7 +101,8 @@ static int strcol_add(Status *st, StrCol *c, const void *s, size_t n) {
 static const char *strcol_value(const StrCol *c, int32_t i, size_t *n) {
     const int32_t *off = (const int32_t *)c->offsets.data;
     *n = (size_t)(off[i + 1] - off[i]);
-    return c->data.data + off[i];
+    /* data stays NULL while every value is empty: never hand out NULL + 0 (memcmp's UB) */
+    return c->data.data ? c->data.data + off[i] : "";
 }
 
 /* A Map(String, String) column: int32 entry offsets per row, keys and values. */
@@ -115,6 +120,10 @@ static int mapcol_init(Status *st, MapCol *m) {
 }
 
 static int mapcol_end_row(Status *st, MapCol *m) {
+    if (m->keys.offsets.len / 4 - 1 > INT32_MAX) { /* entry offsets are int32 */
+        st->failed = 1;
+        return -1;
+    }
     return buf_i32(st, &m->offsets, strcol_count(&m->keys));
 }
 
@@ -490,7 +499,7 @@ static int put_value(Status *st, Buf *b, const AnyValue *v) {
 #define N_PRICE_GROUPS 6 /* model, provider, input, output, cache read, cache write tokens */
 enum { G_MODEL, G_PROVIDER, G_INPUT, G_OUTPUT, G_CACHE_READ, G_CACHE_WRITE };
 #define MAX_KEYS_PER_GROUP 16
-#define MAX_PRICE_PAIRS 4096
+#define MAX_PRICE_PAIRS 256 /* distinct (model, provider) per request; real ones have a handful */
 
 typedef struct {
     const char *key[MAX_KEYS_PER_GROUP];
@@ -506,6 +515,11 @@ typedef struct {
 typedef struct {
     Status st;
     long long max_spans, max_attributes, max_value_bytes, max_events, max_links;
+    long long max_resource_bytes, max_scope_bytes;
+    /* Bytes key and model comparisons may still read: crafted requests (thousands of long,
+     * distinct model names; hundreds of same-length keys) would otherwise cost quadratic time
+     * under the GIL. Past it the request is declined; the Python decoder hashes instead. */
+    long long compare_budget;
     KeyGroup groups[N_PRICE_GROUPS];
     long long n_spans;
 
@@ -607,7 +621,10 @@ static int end_map_row(Decoder *d, MapCol *m, int32_t first_entry) {
         for (int32_t j = first_entry; j < i; j++) {
             size_t n_j;
             const char *k_j = strcol_value(&m->keys, j, &n_j);
-            if (n_i == n_j && memcmp(k_i, k_j, n_i) == 0) goto fail;
+            if (--d->compare_budget < 0) goto fail;
+            if (n_i != n_j) continue;
+            if ((d->compare_budget -= (long long)n_i) < 0) goto fail;
+            if (memcmp(k_i, k_j, n_i) == 0) goto fail;
         }
     }
     return mapcol_end_row(st, m);
@@ -759,8 +776,18 @@ static int price_inputs(Decoder *d, int32_t first, int32_t last) {
         PricePair *pairs = (PricePair *)d->price_pairs.data;
         int32_t n_pairs = (int32_t)(d->price_pairs.len / sizeof(PricePair));
         for (int32_t i = 0; i < n_pairs; i++) {
-            if (pairs[i].model_len == pair.model_len && pairs[i].provider_len == pair.provider_len &&
-                memcmp(data + pairs[i].model_off, data + pair.model_off, (size_t)pair.model_len) == 0 &&
+            if (--d->compare_budget < 0) {
+                st->failed = 1;
+                return -1;
+            }
+            if (pairs[i].model_len != pair.model_len || pairs[i].provider_len != pair.provider_len) {
+                continue;
+            }
+            if ((d->compare_budget -= (long long)pair.model_len + pair.provider_len) < 0) {
+                st->failed = 1;
+                return -1;
+            }
+            if (memcmp(data + pairs[i].model_off, data + pair.model_off, (size_t)pair.model_len) == 0 &&
                 memcmp(data + pairs[i].provider_off, data + pair.provider_off, (size_t)pair.provider_len) == 0) {
                 index = i;
                 break;
@@ -958,6 +985,10 @@ static int read_scope_spans(Decoder *d, Reader r) {
             goto fail;
         }
     }
+    if ((name.p != NULL && name.end - name.p > d->max_scope_bytes) ||
+        (version.p != NULL && version.end - version.p > d->max_scope_bytes)) {
+        goto fail; /* copied into every span's row, like the resource */
+    }
     /* Pass 2: the spans. */
     while (r.p < r.end) {
         uint32_t field;
@@ -998,6 +1029,10 @@ static int read_resource_spans(Decoder *d, Reader r) {
         }
     }
     if (end_map_row(d, &d->resource, 0) < 0) return -1;
+    /* Copied into every span's row: bounded, or a small body could decode into gigabytes. */
+    if ((long long)(d->resource.keys.data.len + d->resource.values.data.len) > d->max_resource_bytes) {
+        goto fail;
+    }
     while (r.p < r.end) {
         uint32_t field;
         int wt;
@@ -1072,7 +1107,8 @@ static int read_key_groups(Decoder *d, PyObject *groups) {
 }
 
 PyDoc_STRVAR(decode_doc,
-"decode_traces(body, max_spans, max_attributes, max_value_bytes, max_events, max_links, price_keys)\n"
+"decode_traces(body, max_spans, max_attributes, max_value_bytes, max_events, max_links,\n"
+"              max_resource_bytes, max_scope_bytes, price_keys)\n"
 "--\n\n"
 "Column buffers of an OTLP ExportTraceServiceRequest already parsed once by protobuf, or None\n"
 "when the request needs the Python decoder (an invalid span, an unusual value, ...).");
@@ -1083,13 +1119,19 @@ static PyObject *decode_traces(PyObject *module, PyObject *args) {
     PyObject *groups;
     Decoder *d = calloc(1, sizeof(Decoder));
     if (d == NULL) return PyErr_NoMemory();
-    if (!PyArg_ParseTuple(args, "y*LLLLLO!", &body, &d->max_spans, &d->max_attributes, &d->max_value_bytes,
-                          &d->max_events, &d->max_links, &PyTuple_Type, &groups)) {
+    if (!PyArg_ParseTuple(args, "y*LLLLLLLO!", &body, &d->max_spans, &d->max_attributes, &d->max_value_bytes,
+                          &d->max_events, &d->max_links, &d->max_resource_bytes, &d->max_scope_bytes,
+                          &PyTuple_Type, &groups)) {
         free(d);
         return NULL;
     }
     PyObject *result = NULL;
-    if (read_key_groups(d, groups) < 0 || decoder_init(d) < 0) {
+    d->compare_budget = 64 * (long long)body.len + (1 << 20);
+    if (read_key_groups(d, groups) < 0) {
+        goto done;
+    }
+    if (decoder_init(d) < 0) {
+        PyErr_NoMemory();
         goto done;
     }
     Reader r = {(const uint8_t *)body.buf, (const uint8_t *)body.buf + body.len};

@@ -7,6 +7,8 @@ def decode_traces(
     max_value_bytes: int,
     max_events: int,
     max_links: int,
+    max_resource_bytes: int,
+    max_scope_bytes: int,
     price_keys: tuple[tuple[str, ...], ...],
     /,
 ) -> dict[str, Any] | None: ...

@@ -9,6 +9,7 @@ call by call, with a small cache. Both are checked against genai-prices when res
 from __future__ import annotations
 
 import bisect
+import time
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +35,10 @@ PROVIDER_ALIASES: Final[Mapping[str, str]] = {
     "xai": "x-ai",
 }
 _MTOK: Final = 1_000_000
+MAX_MODEL_NAME: Final = 256
+MAX_CACHED_MODELS: Final = 10_000
+RESOLVE_BURST: Final = 200
+RESOLVE_PER_S: Final = 50.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,18 +290,39 @@ class PriceTable:
             provider, model = split_model(override.model, override.provider)
             self._overrides[(provider, model)] = override.rates()
         self._cache: dict[tuple[str, str], Rates | _Tiered | _Exact | None] = {}
+        # Resolving a model not seen before costs genai-prices lookups (~0.1-0.3 ms). A sender
+        # inventing a new model name per span could spend the collector's CPU on them, so new
+        # names are resolved at most RESOLVE_BURST at once, RESOLVE_PER_S a second after that;
+        # past it a call is left unpriced (not cached: the name is resolved when allowed).
+        self._resolve_tokens = float(RESOLVE_BURST)
+        self._resolve_refilled = time.monotonic()
 
     def _lookup(self, provider: str, model: str) -> Rates | _Tiered | _Exact | None:
         key = (provider, model)
         if key in self._cache:
             return self._cache[key]
+        if len(model) > MAX_MODEL_NAME or len(provider) > MAX_MODEL_NAME:
+            return None  # no price table names a model like this: not worth a lookup or a slot
+        if len(self._cache) >= MAX_CACHED_MODELS:
+            self._cache.clear()  # senders choose the names: the cache must stay bounded
         found: Rates | _Tiered | _Exact | None = self._overrides.get(key) or self._overrides.get(
             ("", model)
         )
         if found is None:
+            if not self._may_resolve():
+                return None
             found = _resolve(provider, model)
         self._cache[key] = found
         return found
+
+    def _may_resolve(self) -> bool:
+        now = time.monotonic()
+        elapsed, self._resolve_refilled = now - self._resolve_refilled, now
+        self._resolve_tokens = min(RESOLVE_BURST, self._resolve_tokens + elapsed * RESOLVE_PER_S)
+        if self._resolve_tokens < 1:
+            return False
+        self._resolve_tokens -= 1
+        return True
 
     def pricer(self, model: str, provider: str) -> Rates | _Tiered | _Exact | None:
         """What prices calls to ``model``, or None when it has no known price."""

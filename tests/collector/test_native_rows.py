@@ -110,18 +110,8 @@ def assert_same(
 
 def decode_raw(body: bytes, limits: DecodeLimits) -> dict[str, Any] | None:
     """The C function alone, before any pricing: column buffers, or None when it declines."""
-    module = _native_rows._native
-    assert module is not None, "the native decoder is not built"
-    result: dict[str, Any] | None = module.decode_traces(
-        body,
-        limits.max_spans_per_request,
-        limits.max_attributes_per_span,
-        limits.max_attribute_value_bytes,
-        limits.max_events_per_span,
-        limits.max_links_per_span,
-        _native_rows._PRICE_KEYS,
-    )
-    return result
+    assert _native_rows._native is not None, "the native decoder is not built"
+    return _native_rows.native_columns(body, limits)
 
 
 def outcome(decode: Callable[[], pa.Table | None]) -> tuple[pa.Table | None, Exception | None]:
@@ -610,9 +600,9 @@ def test_override_price_is_applied_natively() -> None:
     )
 
 
-@pytest.mark.parametrize(("pairs", "handled"), [(4096, True), (4097, False)])
+@pytest.mark.parametrize(("pairs", "handled"), [(256, True), (257, False)])
 def test_distinct_price_pairs_per_request(pairs: int, handled: bool) -> None:
-    """4096 distinct (model, provider) pairs are priced natively; one more falls back to Python."""
+    """256 distinct (model, provider) pairs are priced natively; one more falls back to Python."""
     spans = [
         make_span(
             attributes={
@@ -629,6 +619,60 @@ def test_distinct_price_pairs_per_request(pairs: int, handled: bool) -> None:
     else:
         assert native_spans_to_arrow(body, LIMITS, PRICES) is None
         assert sum(reference(body).column("Priced").to_pylist()) == pairs
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (
+            spans_body(make_span(), resource={"service.name": "s", "k": "x" * 70_000}),
+            "resource_too_large",
+        ),
+        (make_body((SERVICE, [("n" * 1025, "1.0", [make_span()])])), "scope_too_large"),
+        (make_body((SERVICE, [("n", "v" * 1025, [make_span()])])), "scope_too_large"),
+    ],
+    ids=["resource", "scope-name", "scope-version"],
+)
+def test_what_every_span_repeats_is_bounded_by_both_decoders(body: bytes, reason: str) -> None:
+    """Resource attributes and scope names are stored with every span of the request, so a
+    small body could decode into gigabytes: past max_resource_bytes / max_scope_bytes the
+    native decoder declines and the Python one rejects the request, saying why."""
+    assert native_spans_to_arrow(body, LIMITS, PRICES) is None
+    with pytest.raises(InvalidRequest) as raised:
+        reference(body)
+    assert raised.value.reason == reason
+    assert "more than the limit" in str(raised.value)
+
+
+def test_resource_and_scope_at_their_limits_are_handled() -> None:
+    """Exactly at the limits both decoders store the request, identically."""
+    limits = DecodeLimits(max_resource_bytes=100, max_scope_bytes=10)
+    resource = {"service.name": "s", "k": "x" * (100 - len("service.name") - 1 - 1)}
+    assert_same(make_body((resource, [("n" * 10, "v" * 10, [make_span()])])), limits)
+
+
+def test_a_request_that_would_cost_quadratic_comparisons_is_declined() -> None:
+    """Many long, distinct model names of one length make each priced span compare against all
+    earlier ones. The native decoder stops at a budget proportional to the body and declines
+    (the Python decoder hashes them); the same shape, smaller, is handled."""
+
+    def body(spans: int, models: int) -> bytes:
+        return spans_body(
+            *(
+                make_span(
+                    attributes={
+                        "gen_ai.request.model": f"{i % models:04d}" + "m" * 4000,
+                        "gen_ai.usage.input_tokens": 1,
+                    }
+                )
+                for i in range(spans)
+            )
+        )
+
+    assert_same(body(20, 20))
+    attack = body(2000, 200)
+    assert native_spans_to_arrow(attack, LIMITS, PRICES) is None
+    assert reference(attack).column("Priced").to_pylist() == [0] * 2000
 
 
 # -- wire-format variations protobuf accepts --------------------------------------------------

@@ -11,6 +11,8 @@ from genai_prices import Usage, calc_price
 
 from agentwatch._errors import ConfigurationError
 from agentwatch.collector._pricing import (
+    MAX_CACHED_MODELS,
+    RESOLVE_BURST,
     PriceOverride,
     PriceTable,
     Rates,
@@ -177,6 +179,33 @@ def test_more_cached_than_input_tokens_is_priced_as_all_cached_never_an_error(in
         ),
         rel=1e-9,
     )
+
+
+def test_absurd_model_names_are_unpriced_and_the_cache_stays_bounded():
+    """Senders choose model names: one longer than any real one is unpriced without a lookup,
+    and however many distinct names arrive, the table caches a bounded number."""
+    table = PriceTable()
+    assert table.cost("gpt-4o" + "x" * 300, "openai", 100, 10) is None
+    for i in range(MAX_CACHED_MODELS + 5):
+        table._resolve_tokens = RESOLVE_BURST  # this test is about the cache, not the rate
+        table.pricer(f"custom-{i}", "acme")
+    assert len(table._cache) <= MAX_CACHED_MODELS
+    assert table.cost("gpt-4o", "openai", 100, 10) == pytest.approx(
+        reference("gpt-4o", "openai", input_tokens=100, output_tokens=10), rel=1e-9
+    )
+
+
+def test_new_model_names_are_resolved_at_a_bounded_rate():
+    """A burst of invented model names cannot spend the collector's CPU on genai-prices
+    lookups: past the burst, new names are left unpriced (and not cached), while names already
+    resolved keep their price."""
+    table = PriceTable()
+    known = table.cost("gpt-4o", "openai", 100, 10)
+    assert known is not None
+    resolved = [table.pricer(f"invented-{i}", "acme") for i in range(RESOLVE_BURST + 50)]
+    assert len(table._cache) <= RESOLVE_BURST + 1  # the burst, plus gpt-4o
+    assert all(r is None for r in resolved)
+    assert table.cost("gpt-4o", "openai", 100, 10) == known
 
 
 def test_an_unknown_model_is_unpriced_not_free():
