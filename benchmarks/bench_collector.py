@@ -895,6 +895,7 @@ def run_load(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             ("max_queued_rows", args.writer_max_queued),
             ("flush_when_waiting", args.writer_flush_when_waiting),
             ("release_memory_every_s", args.writer_release_every),
+            ("idle_flush_rows", args.writer_idle_flush_rows),
         )
         if value is not None
     }
@@ -1219,6 +1220,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     experiments.add_argument("--writer-max-queued", type=int, default=None, metavar="ROWS")
     experiments.add_argument("--writer-flush-when-waiting", type=int, default=None, metavar="N")
     experiments.add_argument("--writer-release-every", type=float, default=None, metavar="S")
+    experiments.add_argument("--writer-idle-flush-rows", type=int, default=None, metavar="ROWS")
     experiments.add_argument("--gc-threshold", type=int, default=0, metavar="N", help="gen0")
     experiments.add_argument(
         "--python-decoder", action="store_true", help="decode in Python only (no native decoder)"

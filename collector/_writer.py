@@ -47,6 +47,11 @@ class WriterSettings:
     # idles; the other half is decoded meanwhile and makes the next batch. Fewer waiting
     # requests (light load) still wait up to max_delay_s, so inserts stay few.
     flush_when_waiting: int = 8
+    # Also commit once this many rows wait and nothing new has arrived for idle_flush_s: a few
+    # busy exporters send back to back and wait on the commit, so a pause means they are all
+    # waiting. Small requests (light load) still batch for up to max_delay_s.
+    idle_flush_rows: int = 2000
+    idle_flush_s: float = 0.02
 
 
 class BatchWriter:
@@ -63,6 +68,7 @@ class BatchWriter:
         self.table = table
         self._queue: deque[tuple[pa.Table, Future[None]]] = deque()
         self._queued_rows = 0
+        self._last_submit = time.monotonic()
         self._cond = threading.Condition()
         self._stopping = False
         self._last_release = time.monotonic()
@@ -87,6 +93,7 @@ class BatchWriter:
                 raise Overloaded(self._queued_rows, self.settings.max_queued_rows)
             self._queue.append((rows, future))
             self._queued_rows += n
+            self._last_submit = time.monotonic()
             self._cond.notify()
         return future
 
@@ -106,9 +113,17 @@ class BatchWriter:
                 and not self._stopping
                 and not self._enough_waiting()
             ):
-                remaining = deadline - time.monotonic()
+                now = time.monotonic()
+                remaining = deadline - now
                 if remaining <= 0:
                     break
+                if self._queued_rows >= settings.idle_flush_rows:
+                    # A sizeable batch and arrivals have paused: its senders are waiting on
+                    # this commit (a few busy exporters), so waiting longer only idles.
+                    idle_for = now - self._last_submit
+                    if idle_for >= settings.idle_flush_s:
+                        break
+                    remaining = min(remaining, settings.idle_flush_s - idle_for)
                 self._cond.wait(remaining)
             batch: list[tuple[pa.Table, Future[None]]] = []
             rows = 0

@@ -194,3 +194,26 @@ def test_enough_waiting_requests_are_committed_at_once_fewer_wait_for_the_delay(
         future.result(timeout=15)  # far sooner than max_delay_s
     assert stats.snapshot()["inserts"] == 1
     assert total_spans(store) == 6
+
+
+def test_a_sizeable_batch_is_committed_once_arrivals_pause(
+    store: GatedStore, make_writer: type[BatchWriter]
+):
+    """A few busy exporters wait on the commit: once idle_flush_rows are queued and nothing new
+    arrives for idle_flush_s, the writer commits instead of waiting out max_delay_s; a smaller
+    queue keeps waiting for more rows."""
+    stats = Stats()
+    writer = make_writer(
+        store,
+        stats,
+        WriterSettings(
+            max_delay_s=60.0, flush_when_waiting=100, idle_flush_rows=5, idle_flush_s=0.05
+        ),
+    )
+    small = writer.submit(rows(3))
+    done, _ = wait([small], timeout=0.3)  # 3 rows < 5: keeps waiting for more
+    assert not done
+    large = writer.submit(rows(3))  # 6 rows >= 5, then no more arrivals
+    for future in (small, large):
+        future.result(timeout=15)  # far sooner than max_delay_s
+    assert stats.snapshot()["inserts"] == 1
