@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 import grpc
@@ -74,11 +74,21 @@ def new_span_id() -> bytes:
     return os.urandom(8)
 
 
+class Unset:
+    """An AnyValue that is present but has no value set (as opposed to a missing value)."""
+
+
+UNSET: Final = Unset()
+
+
 def set_any(target: AnyValue, value: object) -> None:
-    """Fill an OTLP AnyValue from a Python value (lists -> arrays, dicts -> kvlists)."""
+    """Fill an OTLP AnyValue from a Python value (lists -> arrays, dicts -> kvlists); None
+    leaves it unset, UNSET marks it present but empty."""
     if value is None:
         return
-    if isinstance(value, bool):
+    if isinstance(value, Unset):
+        target.SetInParent()
+    elif isinstance(value, bool):
         target.bool_value = value
     elif isinstance(value, int):
         target.int_value = value

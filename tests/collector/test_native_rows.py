@@ -23,7 +23,7 @@ import pytest
 from benchmarks.bench_collector import build_bodies
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue, KeyValueList
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from agentwatch._testing import capture_spans
@@ -40,7 +40,16 @@ from agentwatch.collector._pricing import PriceOverride, PriceTable
 from agentwatch.collector._rows import spans_to_arrow
 from agentwatch.storage._conventions import COLUMN_BY_NAME
 from agentwatch.storage._schema import SPANS_TABLE
-from tests.collector.conftest import StartCollector, get, http_url, post, run_sdk_agent, wait_until
+from tests.collector.conftest import (
+    UNSET,
+    StartCollector,
+    get,
+    http_url,
+    post,
+    run_sdk_agent,
+    set_any,
+    wait_until,
+)
 
 REQUIRE_NATIVE: Final = os.environ.get("AGENTWATCH_REQUIRE_NATIVE_DECODER") == "1"
 
@@ -161,11 +170,6 @@ def check_consistent(
 # -- building requests ----------------------------------------------------------------------------
 
 
-class Unset:
-    """An AnyValue that is present but has no value set (as opposed to a missing value)."""
-
-
-UNSET: Final = Unset()
 Attributes = Mapping[str, object] | Sequence[tuple[str, object]]
 
 TRACE_ID: Final = bytes.fromhex("0af7651916cd43dd8448eb211c80319c")
@@ -178,41 +182,13 @@ def next_id(size: int = 8) -> bytes:
     return next(_ids).to_bytes(size, "big")
 
 
-def fill(target: AnyValue, value: object) -> None:
-    """An AnyValue from a Python value; None leaves it unset, UNSET marks it present-but-empty."""
-    if value is None:
-        return
-    if isinstance(value, Unset):
-        target.SetInParent()
-    elif isinstance(value, bool):
-        target.bool_value = value
-    elif isinstance(value, int):
-        target.int_value = value
-    elif isinstance(value, float):
-        target.double_value = value
-    elif isinstance(value, str):
-        target.string_value = value
-    elif isinstance(value, bytes):
-        target.bytes_value = value
-    elif isinstance(value, list | tuple):
-        target.array_value.SetInParent()
-        for item in value:
-            fill(target.array_value.values.add(), item)
-    elif isinstance(value, dict):
-        target.kvlist_value.CopyFrom(KeyValueList())
-        for key, item in value.items():
-            add_attributes(target.kvlist_value.values, [(key, item)])
-    else:
-        raise TypeError(f"no AnyValue for {value!r}")
-
-
 def add_attributes(container: Any, attributes: Attributes) -> None:
     """Append KeyValues in order; a list of pairs may repeat a key."""
     items = attributes.items() if isinstance(attributes, Mapping) else attributes
     for key, value in items:
         kv: KeyValue = container.add()
         kv.key = key
-        fill(kv.value, value)
+        set_any(kv.value, value)
 
 
 def event(
