@@ -392,7 +392,7 @@ static int put_go_json_string(Status *st, Buf *b, const uint8_t *s, size_t n) {
     return buf_put(st, b, "\"", 1);
 }
 
-enum { KIND_NONE, KIND_STRING, KIND_BOOL, KIND_INT, KIND_DOUBLE, KIND_ARRAY, KIND_OTHER };
+enum { KIND_NONE, KIND_STRING, KIND_BOOL, KIND_INT, KIND_DOUBLE, KIND_ARRAY };
 
 typedef struct {
     int kind;
@@ -539,15 +539,20 @@ typedef struct {
     MapCol resource; /* the current resource's attributes, one row */
 } Decoder;
 
+/* The decoder's string and map output columns, for setting them up and freeing them. */
+#define STRING_COLUMNS(d)                                                                 \
+    &(d)->trace_id, &(d)->span_id, &(d)->parent_span_id, &(d)->trace_state, &(d)->span_name, \
+        &(d)->span_kind, &(d)->service_name, &(d)->scope_name, &(d)->scope_version,          \
+        &(d)->status_code, &(d)->status_message, &(d)->events_name, &(d)->links_trace_id,    \
+        &(d)->links_span_id, &(d)->links_trace_state
+#define MAP_COLUMNS(d)                                                                    \
+    &(d)->resource_attributes, &(d)->span_attributes, &(d)->events_attributes,           \
+        &(d)->links_attributes
+
 static int decoder_init(Decoder *d) {
     Status *st = &d->st;
-    StrCol *strings[] = {&d->trace_id, &d->span_id, &d->parent_span_id, &d->trace_state,
-                         &d->span_name, &d->span_kind, &d->service_name, &d->scope_name,
-                         &d->scope_version, &d->status_code, &d->status_message,
-                         &d->events_name, &d->links_trace_id, &d->links_span_id,
-                         &d->links_trace_state};
-    MapCol *maps[] = {&d->resource_attributes, &d->span_attributes, &d->events_attributes,
-                      &d->links_attributes};
+    StrCol *strings[] = {STRING_COLUMNS(d)};
+    MapCol *maps[] = {MAP_COLUMNS(d)};
     for (size_t i = 0; i < sizeof strings / sizeof *strings; i++) {
         if (strcol_init(st, strings[i]) < 0) return -1;
     }
@@ -559,13 +564,8 @@ static int decoder_init(Decoder *d) {
 }
 
 static void decoder_free(Decoder *d) {
-    StrCol *strings[] = {&d->trace_id, &d->span_id, &d->parent_span_id, &d->trace_state,
-                         &d->span_name, &d->span_kind, &d->service_name, &d->scope_name,
-                         &d->scope_version, &d->status_code, &d->status_message,
-                         &d->events_name, &d->links_trace_id, &d->links_span_id,
-                         &d->links_trace_state};
-    MapCol *maps[] = {&d->resource_attributes, &d->span_attributes, &d->events_attributes,
-                      &d->links_attributes, &d->resource};
+    StrCol *strings[] = {STRING_COLUMNS(d)};
+    MapCol *maps[] = {MAP_COLUMNS(d), &d->resource};
     Buf *bufs[] = {&d->timestamp, &d->duration, &d->events_offsets, &d->events_timestamp,
                    &d->links_offsets, &d->price_index, &d->input_tokens, &d->output_tokens,
                    &d->cache_read_tokens, &d->cache_write_tokens, &d->price_pairs};
