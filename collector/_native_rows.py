@@ -15,8 +15,7 @@ import pyarrow as pa
 
 from agentwatch.collector._decode import DecodeLimits
 from agentwatch.collector._pricing import PriceTable
-from agentwatch.collector._rows import MAP_TYPE, TIMESTAMP_TYPE
-from agentwatch.storage._conventions import COLUMN_BY_NAME
+from agentwatch.collector._rows import MAP_TYPE, PRICE_KEYS, TIMESTAMP_TYPE
 
 
 def _load_native() -> ModuleType | None:
@@ -30,15 +29,6 @@ def _load_native() -> ModuleType | None:
 _native: Final = _load_native()
 NATIVE_DECODER_AVAILABLE: Final = _native is not None
 
-# The attribute keys pricing reads, in priority order (the same lookups as _rows.price_spans).
-_PRICE_KEYS: Final = (
-    COLUMN_BY_NAME["ResponseModel"].keys + COLUMN_BY_NAME["RequestModel"].keys,
-    COLUMN_BY_NAME["Provider"].keys,
-    COLUMN_BY_NAME["InputTokens"].keys,
-    COLUMN_BY_NAME["OutputTokens"].keys,
-    COLUMN_BY_NAME["CacheReadTokens"].keys,
-    COLUMN_BY_NAME["CacheWriteTokens"].keys,
-)
 _STRING: Final = pa.string()
 _INT32: Final = pa.int32()
 
@@ -106,7 +96,7 @@ def native_columns(body: bytes, limits: DecodeLimits) -> dict[str, Any] | None:
         limits.max_links_per_span,
         limits.max_resource_bytes,
         limits.max_scope_bytes,
-        _PRICE_KEYS,
+        PRICE_KEYS,
     )
     return decoded
 

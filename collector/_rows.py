@@ -16,8 +16,6 @@ from agentwatch.storage._conventions import COLUMN_BY_NAME, first_value, token_c
 
 MAP_TYPE: Final = pa.map_(pa.string(), pa.string())
 TIMESTAMP_TYPE: Final = pa.timestamp("ns", tz="UTC")
-_MAP: Final = MAP_TYPE
-_TS: Final = TIMESTAMP_TYPE
 _MODEL_KEYS: Final = COLUMN_BY_NAME["ResponseModel"].keys + COLUMN_BY_NAME["RequestModel"].keys
 _PROVIDER_KEYS: Final = COLUMN_BY_NAME["Provider"].keys
 
@@ -26,6 +24,15 @@ _INPUT_KEYS: Final = COLUMN_BY_NAME["InputTokens"].keys
 _OUTPUT_KEYS: Final = COLUMN_BY_NAME["OutputTokens"].keys
 _CACHE_READ_KEYS: Final = COLUMN_BY_NAME["CacheReadTokens"].keys
 _CACHE_WRITE_KEYS: Final = COLUMN_BY_NAME["CacheWriteTokens"].keys
+# What pricing reads, in the order the native decoder takes them (collector/_native_rows.py).
+PRICE_KEYS: Final = (
+    _MODEL_KEYS,
+    _PROVIDER_KEYS,
+    _INPUT_KEYS,
+    _OUTPUT_KEYS,
+    _CACHE_READ_KEYS,
+    _CACHE_WRITE_KEYS,
+)
 
 
 def _tokens(attributes: dict[str, str], keys: tuple[str, ...], column: str) -> int:
@@ -83,7 +90,7 @@ def _maps(values: list[dict[str, str]]) -> pa.Array:
         pa.array(offsets, type=pa.int32()),
         pa.array(keys, type=pa.string()),
         pa.array(items, type=pa.string()),
-        type=_MAP,
+        type=MAP_TYPE,
     )
 
 
@@ -134,7 +141,7 @@ def spans_to_arrow(cols: SpanColumns, prices: PriceTable) -> pa.Table:
     string = pa.string()
     return pa.table(
         {
-            "Timestamp": pa.array(cols.timestamp, type=_TS),
+            "Timestamp": pa.array(cols.timestamp, type=TIMESTAMP_TYPE),
             "TraceId": pa.array(cols.trace_id, type=string),
             "SpanId": pa.array(cols.span_id, type=string),
             "ParentSpanId": pa.array(cols.parent_span_id, type=string),
@@ -149,7 +156,7 @@ def spans_to_arrow(cols: SpanColumns, prices: PriceTable) -> pa.Table:
             "Duration": pa.array(cols.duration, type=pa.uint64()),
             "StatusCode": pa.array(cols.status_code, type=string),
             "StatusMessage": pa.array(cols.status_message, type=string),
-            "Events.Timestamp": _lists(cols.events_timestamp, _TS),
+            "Events.Timestamp": _lists(cols.events_timestamp, TIMESTAMP_TYPE),
             "Events.Name": _lists(cols.events_name, string),
             "Events.Attributes": _map_lists(cols.events_attributes),
             "Links.TraceId": _lists(cols.links_trace_id, string),
