@@ -58,7 +58,7 @@ class Collector:
         self.store: Store = open_store(config.clickhouse_url, config.data_dir / "data")
         apply_migrations(self.store, config.retention_days)
         if isinstance(self.store, EmbeddedStore):
-            reclaimed = self.store.reclaim_startup_pages()
+            reclaimed = self.store.reclaim_code_pages()
             logger.debug("advised the kernel to reclaim %d MB of chDB's code", reclaimed >> 20)
         self.stats = Stats()
         self.writer = BatchWriter(self.store, self.stats, config.writer)

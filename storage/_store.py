@@ -188,8 +188,6 @@ class EmbeddedStore:
             try:
                 session = self._reader() if read else self._session
                 return session.query(sql, fmt, params=bound)
-            except StorageError:
-                raise
             except Exception as exc:
                 raise StorageError(str(exc)) from exc
 
@@ -244,8 +242,9 @@ class EmbeddedStore:
 
         return chdb_session.Session(f"{self.path}?readonly=1")  # type: ignore[no-untyped-call]
 
-    def reclaim_startup_pages(self) -> int:
-        """Let the kernel drop the engine's code pages only start-up used (``_resident``)."""
+    def reclaim_code_pages(self) -> int:
+        """Let the kernel drop the engine's code pages not in use (``_resident``): at start-up
+        most of what opening the store touched, later what a query touched once."""
         from agentwatch.storage._resident import reclaim_library_pages
 
         return reclaim_library_pages("/chdb/")
@@ -257,7 +256,7 @@ class EmbeddedStore:
         now = time.monotonic()
         if now - self._last_reclaim >= self.reclaim_pages_every_s:
             self._last_reclaim = now
-            self.reclaim_startup_pages()
+            self.reclaim_code_pages()
 
     def close(self) -> None:
         with self._read_lock:

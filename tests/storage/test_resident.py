@@ -49,7 +49,7 @@ from agentwatch.storage._store import EmbeddedStore, apply_migrations
 
 store = EmbeddedStore(sys.argv[1])
 apply_migrations(store)
-advised = store.reclaim_startup_pages()
+advised = store.reclaim_code_pages()
 store.command(
     "INSERT INTO agentwatch.otel_traces (Timestamp, TraceId, SpanId) VALUES (now64(9), 't', 's')"
 )
