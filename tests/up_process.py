@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -21,20 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from tests import polling
+
 T = TypeVar("T")
 PORT_NAMES = ("http", "grpc", "query", "dashboard")
 
 
 def wait_until(predicate: Callable[[], T], timeout: float, what: str) -> T:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.1)  # poll interval, not a wait for something to happen
+    return polling.wait_until(predicate, timeout, what, interval=0.1)
 
 
 def free_ports(count: int) -> list[int]:

@@ -5,26 +5,20 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
+from tests import polling
+
 T = TypeVar("T")
 
 
 def wait_until(predicate: Callable[[], T], timeout: float = 10.0, what: str = "") -> T:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what or predicate}")
-        time.sleep(0.005)  # poll interval, not a wait for something to happen
+    return polling.wait_until(predicate, timeout, what)
 
 
 @dataclass

@@ -41,6 +41,7 @@ from agentwatch.collector._stats import Stats
 from agentwatch.collector._writer import BatchWriter, WriterSettings
 from agentwatch.storage._schema import SPANS_TABLE
 from agentwatch.storage._store import EmbeddedStore, StorageError, Store, apply_migrations
+from tests import polling
 
 T = TypeVar("T")
 
@@ -55,14 +56,7 @@ FAST_WRITER = WriterSettings(max_delay_s=0.005)
 def wait_until(predicate: Callable[[], T], timeout: float = 15.0, what: str = "") -> T:
     """Poll ``predicate`` until it returns something truthy, and return that; fail after
     ``timeout`` seconds. The only way these tests wait for servers, threads or data."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what or predicate}")
-        time.sleep(0.005)  # poll interval, not a wait for something to happen
+    return polling.wait_until(predicate, timeout, what)
 
 
 # -- OTLP builders ------------------------------------------------------------------------------

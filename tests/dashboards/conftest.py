@@ -12,7 +12,6 @@ before tests of other packages open their own stores.
 from __future__ import annotations
 
 import random
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from agentwatch.collector._app import Collector, CollectorConfig
 from agentwatch.collector._writer import WriterSettings
 from agentwatch.storage._schema import migrations
 from agentwatch.storage._store import EmbeddedStore
+from tests import polling
 
 from .reference import Span, load_spans
 
@@ -43,14 +43,7 @@ ODD_TASK_TYPE = "it's a \\ back\tslash"
 
 def wait_until(predicate: Callable[[], T], timeout: float = 30.0, what: str = "") -> T:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what or predicate}")
-        time.sleep(0.01)  # poll interval, not a wait for something to happen
+    return polling.wait_until(predicate, timeout, what, interval=0.01)
 
 
 @dataclass(frozen=True)
