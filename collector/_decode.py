@@ -152,6 +152,14 @@ def value_to_string(value: AnyValue) -> str:
     return _go_json(value)
 
 
+def _bytes_over(text: str, limit: int) -> int:
+    """The UTF-8 size of ``text`` when it is over ``limit``, else 0. A character is at most 4
+    bytes, so only long texts are encoded to count."""
+    if len(text) * 4 > limit and (size := len(text.encode())) > limit:
+        return size
+    return 0
+
+
 def _attributes(kvs: Any, limits: DecodeLimits, where: str) -> dict[str, str]:
     if len(kvs) > limits.max_attributes_per_span:
         raise InvalidRequest(
@@ -164,8 +172,7 @@ def _attributes(kvs: Any, limits: DecodeLimits, where: str) -> dict[str, str]:
     for kv in kvs:
         text = value_to_string(kv.value)
         limit = limits.max_attribute_value_bytes
-        # A character is at most 4 UTF-8 bytes: only long values need counting.
-        if len(text) * 4 > limit and (size := len(text.encode())) > limit:
+        if size := _bytes_over(text, limit):
             raise InvalidRequest(
                 f"{where}: attribute {kv.key[:100]!r} is {size} bytes, more than the "
                 f"limit of {limit}",
@@ -211,7 +218,7 @@ def _attributes_or_none(kvs: Any, max_count: int, limit: int) -> dict[str, str] 
     for kv in kvs:
         value = kv.value
         text = value.string_value or _convert(value)
-        if len(text) * 4 > limit and len(text.encode()) > limit:
+        if len(text) * 4 > limit and len(text.encode()) > limit:  # _bytes_over, inlined
             return None
         out[kv.key] = text
     return out
@@ -329,9 +336,7 @@ def request_to_columns(
             scope_name = scope.name
             scope_version = scope.version
             for what, text in (("name", scope_name), ("version", scope_version)):
-                if len(text) * 4 > limits.max_scope_bytes and (
-                    (size := len(text.encode())) > limits.max_scope_bytes
-                ):
+                if size := _bytes_over(text, limits.max_scope_bytes):
                     raise InvalidRequest(
                         f"resource_spans[{r_index}].scope_spans[{s_index}].scope: {what} is "
                         f"{size} bytes, more than the limit of {limits.max_scope_bytes}",
