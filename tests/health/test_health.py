@@ -7,7 +7,6 @@ import threading
 import time
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
 import agentwatch as aw
@@ -19,21 +18,7 @@ from agentwatch._health import (
     HEALTH_REASON,
 )
 from agentwatch._testing import attributes as attrs
-
-
-def span_id(span: ReadableSpan) -> int:
-    assert span.context is not None
-    return int(span.context.span_id)
-
-
-def trace_id(span: ReadableSpan) -> int:
-    assert span.context is not None
-    return int(span.context.trace_id)
-
-
-def parent_id(span: ReadableSpan) -> int | None:
-    return int(span.parent.span_id) if span.parent is not None else None
-
+from tests.sdk.support import parent_id, span_id, trace_id
 
 _THIRTY_DAYS = aw.expect.contains("30 days")
 
