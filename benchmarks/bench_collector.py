@@ -51,6 +51,7 @@ import multiprocessing as mp
 import os
 import platform
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -683,10 +684,14 @@ def server_target(url: str, data_dir: Path, *, fresh_database: bool) -> Target:
 _SERVER_SHIM = """
 import signal, sys, threading
 from pathlib import Path
-from agentwatch.collector._query_endpoint import QueryEndpoint
+from agentwatch.collector._query_endpoint import EndpointLimits, QueryEndpoint
 from agentwatch.storage._store import EmbeddedStore
 store = EmbeddedStore(Path(sys.argv[1]))
-endpoint = QueryEndpoint(store, port=int(sys.argv[2]), allow_write=True)
+# The writer's batches are large; its inserts are the load under test, not a client's abuse.
+big = EndpointLimits(max_body_bytes=1 << 30, max_decoded_bytes=1 << 31, readers=4)
+endpoint = QueryEndpoint(
+    store, port=int(sys.argv[2]), allow_write=True, password=sys.argv[3], limits=big
+)
 done = threading.Event()
 signal.signal(signal.SIGTERM, lambda *args: done.set())
 endpoint.start()
@@ -699,9 +704,10 @@ store.close()
 def start_server_shim(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
+    password = secrets.token_hex(16)
     log = open(workdir / "server.log", "wb")  # noqa: SIM115 - the child writes to it until it exits
     proc = subprocess.Popen(
-        [sys.executable, "-c", _SERVER_SHIM, str(workdir / "engine"), str(port)],
+        [sys.executable, "-c", _SERVER_SHIM, str(workdir / "engine"), str(port), password],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -713,7 +719,7 @@ def start_server_shim(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
         try:
             conn.request("GET", "/ping")
             if conn.getresponse().status == 200:
-                return proc, f"http://default:@127.0.0.1:{port}"
+                return proc, f"http://default:{password}@127.0.0.1:{port}"
         except OSError:
             pass
         finally:

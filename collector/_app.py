@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -10,6 +12,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from agentwatch._errors import ConfigurationError
 from agentwatch.collector._decode import DecodeLimits
 from agentwatch.collector._grpc import GrpcReceiver
 from agentwatch.collector._http import HttpReceiver
@@ -38,6 +41,8 @@ class CollectorConfig:
     grpc_port: int | None = 4317
     query_port: int | None = 8123
     query_host: str = "127.0.0.1"
+    query_password: str | None = None  # None: generated once, kept in data_dir/query-password
+    query_allow_remote: bool = False
     ingest_token: str | None = None
     prices_file: Path | None = None
     retention_days: int = DEFAULT_RETENTION_DAYS
@@ -46,6 +51,30 @@ class CollectorConfig:
     limits: DecodeLimits = field(default_factory=DecodeLimits)
     native_decoder: bool = True
     max_concurrent_requests: int = 16
+
+
+PASSWORD_FILE = "query-password"
+
+
+def stored_password(data_dir: Path) -> str:
+    """The query endpoint's password: made on first start, then read back (file mode 0600)."""
+    path = data_dir / PASSWORD_FILE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        password = path.read_text(encoding="utf-8").strip()
+        if len(password) < 8:
+            raise ConfigurationError(
+                f"{path} holds no usable password (8 characters or more); delete it to get a new one"
+            ) from None
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
+        return password
+    password = secrets.token_urlsafe(24)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(password + "\n")
+    return password
 
 
 class Collector:
@@ -83,7 +112,13 @@ class Collector:
         if config.query_port is not None and isinstance(self.store, EmbeddedStore):
             from agentwatch.collector._query_endpoint import QueryEndpoint
 
-            self.query = QueryEndpoint(self.store, host=config.query_host, port=config.query_port)
+            self.query = QueryEndpoint(
+                self.store,
+                host=config.query_host,
+                port=config.query_port,
+                password=config.query_password or stored_password(config.data_dir),
+                allow_remote=config.query_allow_remote,
+            )
         self._stopped = threading.Event()
 
     def start(self) -> None:
@@ -103,17 +138,21 @@ class Collector:
             urls["clickhouse_http"] = f"http://{self.config.query_host}:{self.query.port}"
         return urls
 
+    def query_client_url(self, database: str = "") -> str | None:
+        """The query endpoint's URL with its credential, for the dashboard; None in server mode."""
+        return self.query.client_url(database) if self.query is not None else None
+
     def stop(self) -> None:
         """Stop receiving, write everything already accepted, close the store."""
         if self._stopped.is_set():
             return
         self._stopped.set()
+        if self.query is not None:
+            self.query.stop()  # first: it kills running reads, which would hold up the rest
         self.http.stop()
         if self.grpc is not None:
             self.grpc.stop()
         self.writer.stop()
-        if self.query is not None:
-            self.query.stop()
         self.store.close()
 
     def serve_forever(self) -> None:

@@ -1,359 +1,113 @@
-"""The read-only ClickHouse HTTP interface over the embedded store.
+"""The embedded store's ClickHouse HTTP interface: read-only, behind a password, bounded.
 
 chDB locks its data directory to one process, so in embedded mode the collector owns the store
 and serves the part of ClickHouse's HTTP interface that clickhouse-connect (the dashboard) and
-Grafana's ClickHouse datasource use: ``GET /ping``, and queries in the ``query`` URL parameter
-and/or the POST body, with ``param_<name>`` values for ``{name:Type}`` placeholders, the
-``database`` and ``default_format`` parameters, a ``FORMAT`` clause in any output format chDB
-writes (Native, the JSON and TSV families, CSV, Arrow, Parquet, ...), gzip/deflate/lz4/zstd
-request bodies, multipart form-encoded queries (clickhouse-connect switches to them for long
-parameters) and ClickHouse-style errors (``X-ClickHouse-Exception-Code`` and a
-``Code: N. DB::Exception: ...`` body, so clients raise their usual database error).
+Grafana's ClickHouse datasource use: ``GET /ping``; queries in the ``query`` URL parameter and/or
+the POST body, ``param_<name>`` values for ``{name:Type}`` placeholders, the ``database`` and
+``default_format`` parameters, a ``FORMAT`` clause in any output format chDB writes,
+gzip/deflate/lz4/zstd request bodies, multipart form-encoded queries, and ClickHouse-style
+errors (``X-ClickHouse-Exception-Code`` and a ``Code: N. DB::Exception: ...`` body).
 
-Reads are refused twice over. A lexical check (comments and literals stripped first) admits one
-SELECT / WITH / SHOW / DESCRIBE / EXISTS / EXPLAIN statement, with no ``INTO OUTFILE`` and no
-table function that reaches outside the store; anything else gets HTTP 403 and "agentwatch query
-endpoint is read-only: ...". What passes runs on a chDB connection whose session has
-``readonly=1`` (``EmbeddedStore.open_reader``), so the engine itself refuses writes, DDL,
-setting changes and outside-reaching table functions should the lexical check miss one. That
-also fixes what the endpoint reports in ``system.settings``: every setting reads as read-only,
-so clickhouse-connect sends none, and a request that tries to change one is refused (code 164)
-as a ClickHouse server does for a ``readonly=1`` user. Each request stands alone: sessions
-(``session_id``) are accepted and ignored, since ``SET`` and temporary tables are refused anyway.
+Safe by construction, in this order (``docs/clickhouse.md`` has the whole model):
+
+1. Who may call: only ``/ping`` is open. A request must name this endpoint in ``Host`` (DNS
+   rebinding), come from no browser page but its own (``Origin``), and carry the password; all
+   three are checked before the body is read.
+2. What may run: the engine parses the statement and ``_query_policy`` admits it from that
+   parse (one read, allow-listed node kinds, functions and tables; no INTO OUTFILE).
+3. Where it runs: a reader connection (``storage/_reader.py``) with ``readonly = 1`` and limits on
+   time, memory, rows read and result size; a few of them serve in parallel behind a bounded
+   queue (503 with Retry-After when full). A query whose client hangs up, and every query at
+   ``stop()``, is killed.
 
 ``allow_write=True`` exists for tests and tools that must write through HTTP (the ServerStore
-tests drive the real clickhouse-connect protocol against this engine with it): INSERT / CREATE /
-DROP / ALTER / TRUNCATE / OPTIMIZE / RENAME / EXCHANGE / DELETE / UPDATE then run on the store's
-own session, and ``INSERT INTO t (cols) FORMAT Arrow|ArrowStream`` with the data in the body goes
-through ``EmbeddedStore.insert_arrow``. Never enable it on a listening collector.
+tests drive clickhouse-connect against this engine with it): INSERT / CREATE / DROP / ALTER /
+TRUNCATE / OPTIMIZE / RENAME / DELETE / UPDATE then run on the store's own session, and
+``INSERT INTO t (cols) FORMAT Arrow|ArrowStream`` with the data in the body goes through
+``EmbeddedStore.insert_arrow``. Never enable it on a listening collector.
 
-Not served: the native TCP protocol, HTTPS (put a TLS proxy in front), response compression
-(responses are identity-encoded, which every client accepts), ClickHouse's own block
-compression (``compress``/``decompress=1``), external data tables and progress headers.
+Not served: the native TCP protocol, HTTPS (put a TLS proxy in front), response compression,
+ClickHouse's block compression (``compress``/``decompress=1``), external data, progress headers.
 """
 
 from __future__ import annotations
 
-import base64
-import gzip
-import hmac
-import importlib
 import json
 import logging
 import re
+import secrets
+import select
 import socket
 import threading
 import time
 import uuid
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from email import message_from_bytes
-from email import policy as email_policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import pyarrow as pa
 import pyarrow.ipc
 
+from agentwatch._errors import ConfigurationError
+from agentwatch.collector._query_policy import REFUSED, AllowList, Refusal, admit, read_graph
+from agentwatch.collector._query_policy import output_format as format_of
+from agentwatch.collector._query_protocol import (
+    ACCESS_DENIED,
+    AUTHENTICATION_FAILED,
+    BAD_ARGUMENTS,
+    HTTP_PARAMS,
+    NOT_IMPLEMENTED,
+    READONLY,
+    SERVER_NAME,
+    SYNTAX_ERROR,
+    TOO_MANY_SIMULTANEOUS_QUERIES,
+    UNKNOWN_SETTING,
+    EndpointError,
+    check_format,
+    content_type,
+    decode_body,
+    engine_error,
+    form_fields,
+    host_allowed,
+    is_loopback,
+    is_wildcard,
+    offered_passwords,
+    origin_allowed,
+    password_ok,
+    summary,
+)
+from agentwatch.storage._reader import ReaderLimits, ReaderSession
 from agentwatch.storage._schema import check_identifier
 from agentwatch.storage._store import EmbeddedStore, StorageError
 
 logger = logging.getLogger("agentwatch.collector.query")
 
-SERVER_NAME: Final = "agentwatch"
-READ_ONLY: Final = "agentwatch query endpoint is read-only"
-MAX_BODY_BYTES: Final = 256 * 1024 * 1024
-
-# ClickHouse error codes the endpoint raises itself.
-SYNTAX_ERROR: Final = 62
-UNKNOWN_FORMAT: Final = 73
-UNKNOWN_SETTING: Final = 115
-READONLY: Final = 164
-NOT_IMPLEMENTED: Final = 48
-UNKNOWN_DATABASE: Final = 81
-AUTHENTICATION_FAILED: Final = 516
-_ERROR_NAMES: Final = {
-    SYNTAX_ERROR: "SYNTAX_ERROR",
-    UNKNOWN_FORMAT: "UNKNOWN_FORMAT",
-    UNKNOWN_SETTING: "UNKNOWN_SETTING",
-    READONLY: "READONLY",
-    NOT_IMPLEMENTED: "NOT_IMPLEMENTED",
-    UNKNOWN_DATABASE: "UNKNOWN_DATABASE",
-    AUTHENTICATION_FAILED: "AUTHENTICATION_FAILED",
-}
-# HTTP status per ClickHouse error code, as ClickHouse's HTTP handler maps them; others get 500.
-_HTTP_STATUS: Final = {
-    SYNTAX_ERROR: 400,
-    UNKNOWN_FORMAT: 400,
-    UNKNOWN_SETTING: 400,
-    NOT_IMPLEMENTED: 501,
-    36: 400,  # BAD_ARGUMENTS
-    47: 400,  # UNKNOWN_IDENTIFIER
-    46: 404,  # UNKNOWN_FUNCTION
-    60: 404,  # UNKNOWN_TABLE
-    UNKNOWN_DATABASE: 404,
-    READONLY: 403,
-    AUTHENTICATION_FAILED: 401,
-}
-
-READ_STATEMENTS: Final = frozenset(
-    {"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN"}
-)
-# With allow_write only. SET/USE would change the store's own session; SYSTEM, KILL, GRANT and
-# the like stay refused in every mode.
-WRITE_STATEMENTS: Final = frozenset(
-    {
-        "INSERT",
-        "CREATE",
-        "DROP",
-        "ALTER",
-        "TRUNCATE",
-        "OPTIMIZE",
-        "RENAME",
-        "EXCHANGE",
-        "DELETE",
-        "UPDATE",
-    }
-)
-# Table (and scalar) functions that read or write outside the store, or run code.
-_OUTSIDE_FUNCTIONS: Final = re.compile(
-    r"(file|url|s3|gcs|oss|cosn|hdfs|azureblobstorage|remote|remotesecure|cluster"
-    r"|clusterallreplicas|mysql|postgresql|mongodb|redis|sqlite|odbc|jdbc|executable|python"
-    r"|input|arrowflight|ytsaurus|s3queue|azurequeue|kafka|nats|rabbitmq"
-    r"|deltalake\w*|hudi\w*|iceberg\w*|paimon\w*)(cluster)?",
-    re.IGNORECASE,
-)
-# URL parameters of the HTTP interface itself (or transport-only settings): never settings here.
-_HTTP_PARAMS: Final = frozenset(
-    {
-        "query", "database", "default_format", "user", "password", "quota_key", "query_id",
-        "role", "session_id", "session_timeout", "session_check", "close_session", "buffer_size",
-        "wait_end_of_query", "http_wait_end_of_query", "client_protocol_version", "stacktrace",
-        "enable_http_compression", "http_zlib_compression_level", "send_progress_in_http_headers",
-        "http_headers_progress_interval_ms", "cancel_http_readonly_queries_on_client_close",
-        "add_http_cors_header", "http_response_buffer_size", "compress", "decompress",
-    }
-)  # fmt: skip
-# chDB output "formats" that are Python objects, not ClickHouse formats.
-_CHDB_PSEUDO_FORMATS: Final = frozenset({"arrowtable", "dataframe", "datastore", "debug"})
-_FORMAT_NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9]*")
-_IDENTIFIER: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_TOKEN: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9][A-Za-z0-9_.]*|\S")
-_HEREDOC: Final = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
-# INSERT whose data follows the statement (in the body, after one line break).
+READ_ONLY: Final = REFUSED
+MIB: Final = 1024 * 1024
+# INSERT whose data follows the statement (in the body, after one line break): allow_write only.
 _INSERT_WITH_DATA: Final = re.compile(
     rb"\s*INSERT\s+INTO\s+(?:TABLE\s+)?(?P<table>[`\"]?[A-Za-z_][\w]*[`\"]?"
     rb"(?:\.[`\"]?[A-Za-z_][\w]*[`\"]?)?)\s*(?:\((?P<columns>[^)]*)\))?\s*"
     rb"FORMAT\s+(?P<format>[A-Za-z][A-Za-z0-9]*)[ \t]*(?:\r?\n)?",
     re.IGNORECASE,
 )
-_CONTENT_TYPES: Final = (
-    (re.compile(r"(TabSeparated|TSV)", re.IGNORECASE), "text/tab-separated-values; charset=UTF-8"),
-    (re.compile(r"CSV", re.IGNORECASE), "text/csv; charset=UTF-8"),
-    (re.compile(r"(JSONEachRow|JSONLines|NDJSON|JSONCompactEachRow)", re.IGNORECASE),
-     "application/x-ndjson; charset=UTF-8"),
-    (re.compile(r"JSON", re.IGNORECASE), "application/json; charset=UTF-8"),
-    (re.compile(r"(Pretty|Vertical|Markdown|Values|XML|Template|LineAsString|Raw)", re.IGNORECASE),
-     "text/plain; charset=UTF-8"),
-)  # fmt: skip
-
-
-class EndpointError(Exception):
-    """A request the endpoint answers with a ClickHouse-style error."""
-
-    def __init__(self, code: int, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.status = status if status is not None else _HTTP_STATUS.get(code, 500)
-
-    def body(self) -> bytes:
-        text = str(self)
-        if not text.startswith("Code: "):
-            name = _ERROR_NAMES.get(self.code)
-            text = f"Code: {self.code}. DB::Exception: {text}" + (f". ({name})" if name else "")
-        return (text.rstrip() + "\n").encode()
-
-
-def _refuse(reason: str) -> EndpointError:
-    return EndpointError(READONLY, f"{READ_ONLY}: {reason}", 403)
-
-
-# -- looking at SQL -------------------------------------------------------------------------------
-def scrub(sql: str) -> str:
-    """``sql`` with comments removed, string literals emptied and quoted identifiers unquoted.
-
-    What is left is what ClickHouse parses as keywords and names, so the checks below cannot be
-    fooled by a keyword inside a string or a comment. Unterminated literals or comments raise.
-    """
-    out: list[str] = []
-    i, n = 0, len(sql)
-    while i < n:
-        c = sql[i]
-        pair = sql[i : i + 2]
-        if pair == "--" or c == "#":
-            end = sql.find("\n", i)
-            i = n if end < 0 else end
-            out.append(" ")
-        elif pair == "/*":  # ClickHouse nests block comments
-            depth, j = 1, i + 2
-            while j < n and depth:
-                if sql.startswith("/*", j):
-                    depth, j = depth + 1, j + 2
-                elif sql.startswith("*/", j):
-                    depth, j = depth - 1, j + 2
-                else:
-                    j += 1
-            if depth:
-                raise EndpointError(SYNTAX_ERROR, "Syntax error: unterminated comment")
-            out.append(" ")
-            i = j
-        elif c in "'\"`":
-            j, chars = i + 1, []
-            while True:
-                if j >= n:
-                    raise EndpointError(SYNTAX_ERROR, "Syntax error: unterminated quoted text")
-                d = sql[j]
-                if d == "\\":
-                    chars.append(sql[j + 1 : j + 2])
-                    j += 2
-                elif d == c and sql[j + 1 : j + 2] == c:
-                    chars.append(c)
-                    j += 2
-                elif d == c:
-                    break
-                else:
-                    chars.append(d)
-                    j += 1
-            name = "".join(chars)
-            if c == "'":
-                out.append(" '' ")
-            else:  # a quoted name: keep it, so `file`(...) is still seen as file(...)
-                out.append(f" {name} " if _IDENTIFIER.fullmatch(name) else " _quoted_name_ ")
-            i = j + 1
-        elif c == "$" and (heredoc := _HEREDOC.match(sql, i)):
-            end = sql.find(heredoc.group(0), heredoc.end())
-            if end < 0:
-                raise EndpointError(SYNTAX_ERROR, "Syntax error: unterminated heredoc")
-            out.append(" '' ")
-            i = end + len(heredoc.group(0))
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
 
 
 @dataclass(frozen=True, slots=True)
-class Statement:
-    """One SQL statement as the endpoint classifies it."""
+class EndpointLimits:
+    """What one request may cost the collector, on top of the reader limits per query."""
 
-    sql: str
-    writes: bool
-    format: str | None  # its FORMAT clause, if any
-
-
-def inspect_statement(sql: str, *, allow_write: bool) -> Statement:
-    """Classify ``sql``, refusing whatever a read-only endpoint must not run."""
-    tokens = _TOKEN.findall(scrub(sql))
-    while tokens and tokens[-1] == ";":
-        tokens.pop()
-    if not tokens:
-        raise EndpointError(SYNTAX_ERROR, "Empty query")
-    if ";" in tokens:
-        raise _refuse("one statement per request (multi-statement queries are refused)")
-    keyword = next((t for t in tokens if t != "("), "").upper()
-    if keyword in READ_STATEMENTS:
-        writes = False
-    elif allow_write and keyword in WRITE_STATEMENTS:
-        writes = True
-    else:
-        raise _refuse(f"{keyword or tokens[0]} statements are refused; only SELECT, WITH, SHOW, "
-                      "DESCRIBE, EXISTS and EXPLAIN run here")  # fmt: skip
-    upper = [t.upper() for t in tokens]
-    for k, word in enumerate(upper[:-1]):
-        if word == "INTO" and upper[k + 1] == "OUTFILE":
-            raise _refuse("INTO OUTFILE is refused")
-        if tokens[k + 1] == "(" and _OUTSIDE_FUNCTIONS.fullmatch(word):
-            raise _refuse(f"{tokens[k]}() reaches outside the store and is refused")
-    fmt = tokens[-1] if len(tokens) >= 2 and upper[-2] == "FORMAT" else None
-    if fmt is not None and not _IDENTIFIER.fullmatch(fmt):
-        fmt = None
-    return Statement(sql, writes, fmt)
-
-
-def check_format(name: str) -> str:
-    if not _FORMAT_NAME.fullmatch(name) or name.lower() in _CHDB_PSEUDO_FORMATS:
-        raise EndpointError(UNKNOWN_FORMAT, f"Unknown format {name!r}")
-    return name
-
-
-def content_type(fmt: str) -> str:
-    for pattern, value in _CONTENT_TYPES:
-        if pattern.match(fmt):
-            return value
-    return "application/octet-stream"
-
-
-# -- request bodies -------------------------------------------------------------------------------
-def decode_body(body: bytes, encoding: str) -> bytes:
-    """Undo a request's Content-Encoding (clickhouse-connect compresses inserts)."""
-    encoding = encoding.strip().lower()
-    try:
-        if encoding in ("", "identity"):
-            return body
-        if encoding == "gzip":
-            return gzip.decompress(body)
-        if encoding == "deflate":
-            return zlib.decompress(body)
-        if encoding == "lz4":
-            return bytes(importlib.import_module("lz4.frame").decompress(body))
-        if encoding == "zstd":
-            try:
-                zstd = importlib.import_module("compression.zstd")
-            except ImportError:
-                zstd = importlib.import_module("backports.zstd")
-            return bytes(zstd.decompress(body))
-        if encoding == "br":
-            return bytes(importlib.import_module("brotli").decompress(body))
-    except ImportError as exc:
-        raise EndpointError(
-            NOT_IMPLEMENTED, f"Content-Encoding {encoding} is not available here: {exc}"
-        ) from exc
-    except Exception as exc:  # any codec failure is the client's bad body
-        raise EndpointError(36, f"Cannot decode the {encoding} request body: {exc}") from exc
-    raise EndpointError(NOT_IMPLEMENTED, f"Unsupported Content-Encoding {encoding!r}")
-
-
-def form_fields(body: bytes, content_type_header: str) -> dict[str, str]:
-    """The fields of a multipart/form-data body (clickhouse-connect's form-encoded queries)."""
-    message = message_from_bytes(
-        f"Content-Type: {content_type_header}\r\n\r\n".encode("latin-1") + body,
-        policy=email_policy.HTTP,
-    )
-    if not message.is_multipart():
-        raise EndpointError(36, "Malformed multipart/form-data body")
-    fields: dict[str, str] = {}
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if part.get_param("filename", header="content-disposition") is not None:
-            raise EndpointError(
-                NOT_IMPLEMENTED, "External data (form file fields) is not supported"
-            )
-        if not isinstance(name, str):
-            raise EndpointError(36, "A form field without a name")
-        payload = part.get_payload(decode=True)
-        fields[name] = payload.decode() if isinstance(payload, bytes) else ""
-    return fields
-
-
-# -- the endpoint ---------------------------------------------------------------------------------
-@dataclass
-class _Reader:
-    """A read-only chDB connection (with ``USE database`` applied) and the lock serializing it."""
-
-    session: Any
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    readers: int = 2  # queries that run at once
+    max_waiting: int = 16  # requests queued for a reader; more get 503
+    wait_for_reader_s: float = 10.0
+    max_body_bytes: int = 16 * MIB  # as sent
+    max_decoded_bytes: int = 16 * MIB  # after Content-Encoding
+    read_deadline_s: float = 30.0  # to receive a whole body
+    socket_timeout_s: float = 10.0  # per read, and idle keep-alive
+    max_connections: int = 64
+    reader: ReaderLimits = field(default_factory=ReaderLimits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,12 +117,75 @@ class _Answer:
     summary: dict[str, str]
 
 
+class _ReaderPool:
+    """A few reader connections, lent one request at a time, with a bounded queue."""
+
+    def __init__(self, store: EmbeddedStore, limits: EndpointLimits) -> None:
+        self._limits = limits
+        self._free = [
+            ReaderSession(store, f"agentwatch_reader_{i}_{secrets.token_hex(4)}", limits.reader)
+            for i in range(limits.readers)
+        ]
+        self.all = tuple(self._free)
+        self._waiting = 0
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def acquire(self) -> ReaderSession:
+        with self._cond:
+            if self._closed:
+                raise EndpointError(210, "The query endpoint is shutting down", 503)
+            if not self._free and self._waiting >= self._limits.max_waiting:
+                raise EndpointError(
+                    TOO_MANY_SIMULTANEOUS_QUERIES, "Too many queries waiting; retry shortly"
+                )
+            self._waiting += 1
+            try:
+                ready = self._cond.wait_for(
+                    lambda: bool(self._free) or self._closed, self._limits.wait_for_reader_s
+                )
+            finally:
+                self._waiting -= 1
+            if self._closed:
+                raise EndpointError(210, "The query endpoint is shutting down", 503)
+            if not ready:
+                raise EndpointError(
+                    TOO_MANY_SIMULTANEOUS_QUERIES, "No reader became free in time; retry shortly"
+                )
+            return self._free.pop()
+
+    def release(self, reader: ReaderSession) -> None:
+        with self._cond:
+            self._free.append(reader)
+            self._cond.notify()
+
+    def close(self, wait_s: float) -> None:
+        """Refuse new work, kill what runs, wait for it, close every connection."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        for reader in self.all:
+            if reader not in self._free:
+                _cancel(reader)
+        with self._cond:
+            self._cond.wait_for(lambda: len(self._free) == len(self.all), wait_s)
+        for reader in self.all:
+            reader.close()
+
+
+def _cancel(reader: ReaderSession) -> None:
+    try:
+        reader.cancel()
+    except StorageError as exc:
+        logger.warning("could not cancel a reader's query: %s", exc)
+
+
 class QueryEndpoint:
     """Serve the embedded store over the ClickHouse HTTP interface (read-only by default).
 
-    ``port=0`` picks a free port (read it back from ``port``). ``token``, when set, must arrive
-    as the HTTP basic password (any user), the ``password`` URL parameter, ``X-ClickHouse-Key``
-    or ``Authorization: Bearer``; ``/ping`` stays open, like ClickHouse's.
+    ``port=0`` picks a free port (read it back from ``port``). ``password`` is required of every
+    request but ``/ping``; without one a random password is made for this run (``password``).
+    Listening beyond loopback must be asked for with ``allow_remote=True``.
     """
 
     def __init__(
@@ -378,60 +195,89 @@ class QueryEndpoint:
         port: int = 8123,
         allow_write: bool = False,
         *,
-        token: str | None = None,
+        password: str | None = None,
+        allow_remote: bool = False,
+        allowed_hosts: frozenset[str] = frozenset(),
+        readable_databases: frozenset[str] | None = None,
+        limits: EndpointLimits | None = None,
     ) -> None:
+        if not is_loopback(host) and not allow_remote:
+            raise ConfigurationError(
+                f"the query endpoint listens on loopback unless told otherwise; to listen on "
+                f"{host}, pass allow_remote (--query-allow-remote) and keep its password safe"
+            )
+        if password is not None and len(password) < 8:
+            raise ConfigurationError("the query endpoint's password must be 8 characters or more")
         self.store = store
         self.host = host
         self.allow_write = allow_write
-        self.token = token
+        self.password = password or secrets.token_urlsafe(24)
+        self.limits = limits or EndpointLimits()
+        self.readable_databases = readable_databases or frozenset({store.database})
+        self._extra_hosts = frozenset(h.lower() for h in allowed_hosts)
         self._requested_port = port
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-        self._readers: dict[str, _Reader] = {}
-        self._readers_lock = threading.Lock()
-        self._settings: dict[str, str] | None = None
+        self._pool: _ReaderPool | None = None
+        self._allow: AllowList | None = None
+        self._settings: dict[str, str] = {}
         self._timezone = "UTC"
-        self._stopping = threading.Event()
+        self._watch: _DisconnectWatch | None = None
 
     # -- lifecycle
     def start(self) -> None:
         if self._server is not None:
             raise RuntimeError("the query endpoint is already running")
-        self._stopping.clear()
-        default = self._reader("")
-        with default.lock:
-            tz = default.session.query("SELECT timezone()", "TabSeparated")
-        self._timezone = bytes(tz.bytes()).decode().strip() or "UTC"
+        pool = _ReaderPool(self.store, self.limits)
+        reader = pool.acquire()
+        try:
+            catalog = reader.catalog()
+            self._settings = reader.settings()
+            self._timezone = reader.timezone()
+        finally:
+            pool.release(reader)
+        self._allow = AllowList.build(
+            catalog.functions,
+            catalog.combinators,
+            catalog.table_functions,
+            catalog.databases,
+            self.readable_databases,
+        )
+        self._pool = pool
+        self._watch = _DisconnectWatch()
         server = _Server((self.host, self._requested_port), _Handler, self)
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever, name="agentwatch-query-endpoint", daemon=True
         )
         self._thread.start()
+        if not is_loopback(self.host):
+            logger.warning(
+                "the ClickHouse HTTP interface listens beyond loopback on %s: every request needs "
+                "its password, and nothing is encrypted; put a TLS proxy in front",
+                self.url,
+            )
         logger.info(
-            "ClickHouse HTTP interface (%s) on http://%s:%d",
+            "ClickHouse HTTP interface (%s) on %s",
             "read-write, for tests" if self.allow_write else "read-only",
-            self.host,
-            self.port,
+            self.url,
         )
 
     def stop(self) -> None:
-        """Stop listening, drop open connections, close the read-only chDB connections."""
+        """Stop listening, kill running queries, drop open connections, close the readers."""
         server, self._server = self._server, None
         if server is None:
             return
-        self._stopping.set()
+        if self._pool is not None:
+            self._pool.close(wait_s=5.0)
+        if self._watch is not None:
+            self._watch.stop()
         server.shutdown()
         server.server_close()
         server.close_connections()
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
-        with self._readers_lock:
-            readers, self._readers = list(self._readers.values()), {}
-        for reader in readers:
-            with reader.lock:
-                reader.session.close()
 
     def __enter__(self) -> QueryEndpoint:
         self.start()
@@ -451,60 +297,63 @@ class QueryEndpoint:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
-    # -- serving
-    def _reader(self, database: str) -> _Reader:
-        database = "" if database == "default" else database
-        with self._readers_lock:
-            reader = self._readers.get(database)
-            if reader is not None:
-                return reader
-            if self._stopping.is_set():
-                raise EndpointError(210, "The query endpoint is shutting down", 503)
-            session = self.store.open_reader()
-            if database:
-                try:
-                    # A validated identifier: USE takes no bound parameter.
-                    session.query(f"USE {check_identifier(database)}")
-                except ValueError as exc:
-                    session.close()
-                    raise EndpointError(UNKNOWN_DATABASE, f"Bad database name: {exc}") from exc
-                except Exception as exc:
-                    session.close()
-                    raise EndpointError(*_chdb_error(exc)) from exc
-            reader = _Reader(session)
-            self._readers[database] = reader
-            return reader
+    def client_url(self, database: str = "") -> str:
+        """``http://default:<password>@host:port/database``, as clickhouse-connect (ServerStore,
+        ``AGENTWATCH_CLICKHOUSE_URL``) takes it."""
+        netloc = self.url.removeprefix("http://")
+        path = f"/{database}" if database else ""
+        return f"http://default:{quote(self.password, safe='')}@{netloc}{path}"
 
-    def _server_settings(self) -> dict[str, str]:
-        if self._settings is None:
-            reader = self._reader("")
-            with reader.lock:
-                table = reader.session.query(
-                    "SELECT name, value FROM system.settings", "ArrowTable"
-                )
-            self._settings = dict(
-                zip(
-                    table.column("name").to_pylist(), table.column("value").to_pylist(), strict=True
-                )
+    def allowed_hosts(self) -> frozenset[str]:
+        """Names a request's Host may give; empty (any) when bound to every interface."""
+        if is_wildcard(self.host):
+            return frozenset()
+        own = {self.host.strip("[]").lower()}
+        if is_loopback(self.host):
+            own |= {"localhost", "127.0.0.1", "::1"}
+        return frozenset(own) | self._extra_hosts
+
+    # -- serving
+    def check_caller(self, headers: Mapping[str, str], params: Mapping[str, str]) -> None:
+        """Host, Origin and password, before anything of the request is read or run."""
+        allowed = self.allowed_hosts()
+        if not host_allowed(headers.get("Host"), allowed):
+            raise EndpointError(ACCESS_DENIED, "The Host header does not name this endpoint", 403)
+        if not origin_allowed(headers.get("Origin"), allowed):
+            raise EndpointError(ACCESS_DENIED, "Requests from other web pages are refused", 403)
+        if not password_ok(self.password, offered_passwords(headers, params)):
+            raise EndpointError(
+                AUTHENTICATION_FAILED,
+                "Authentication failed: the agentwatch query endpoint needs its password "
+                "(HTTP basic auth with any user name, X-ClickHouse-Key, or the password parameter)",
             )
-        return self._settings
 
     def check_settings(self, params: Mapping[str, str]) -> None:
         """Refuse settings the read-only session cannot take, as ClickHouse does for readonly=1."""
-        known = self._server_settings()
         for name, value in params.items():
-            if name in _HTTP_PARAMS or name.startswith("param_"):
+            if name in HTTP_PARAMS or name.startswith("param_"):
                 continue
-            if name not in known:
+            if name not in self._settings:
                 raise EndpointError(UNKNOWN_SETTING, f"Unknown setting '{name}'")
-            if value != known[name]:
+            if value != self._settings[name]:
                 raise EndpointError(
-                    READONLY,
-                    f"Cannot modify '{name}' setting in readonly mode ({READ_ONLY})",
-                    403,
+                    READONLY, f"Cannot modify '{name}' setting in readonly mode ({READ_ONLY})", 403
                 )
 
-    def execute(self, params: Mapping[str, str], body: bytes, method: str) -> _Answer:
+    def _database(self, params: Mapping[str, str]) -> str:
+        database = params.get("database", "")
+        if database in self.readable_databases or database in ("", "default"):
+            return "" if database == "default" else database
+        raise EndpointError(
+            ACCESS_DENIED,
+            f"{READ_ONLY}: the current database may be "
+            f"{', '.join(sorted(self.readable_databases))} or default only",
+            403,
+        )
+
+    def execute(
+        self, params: Mapping[str, str], body: bytes, method: str, connection: Any = None
+    ) -> _Answer:
         """Run one request: its query text (URL ``query`` then body), bound params, format."""
         for unsupported in ("compress", "decompress"):
             if params.get(unsupported, "0") not in ("", "0"):
@@ -514,60 +363,107 @@ class QueryEndpoint:
                 )
         self.check_settings(params)
         bound = {k[len("param_") :]: v for k, v in params.items() if k.startswith("param_")}
-        database = params.get("database", "")
+        database = self._database(params)
         query = params.get("query", "")
         allow_write = self.allow_write and method == "POST"  # ClickHouse: GET is read-only
-
-        insert = (
-            _INSERT_WITH_DATA.fullmatch(query.encode()) if query else _INSERT_WITH_DATA.match(body)
-        )
-        if insert is not None:
-            inspect_statement(insert.group(0).decode(), allow_write=allow_write)  # refuses reads
-            data = body if query else body[insert.end() :]
-            return self._insert(insert, data, database)
-
+        if allow_write:
+            insert = (
+                _INSERT_WITH_DATA.fullmatch(query.encode())
+                if query
+                else _INSERT_WITH_DATA.match(body)
+            )
+            if insert is not None:
+                self._with_reader(
+                    lambda r: self._admit(r, insert.group(0).decode(), {}, allow_write=True)
+                )
+                return self._insert(insert, body if query else body[insert.end() :], database)
         try:
             text = body.decode()
         except UnicodeDecodeError as exc:
             raise EndpointError(SYNTAX_ERROR, f"The query is not UTF-8 text: {exc}") from exc
         sql = f"{query}\n{text}" if query and text else (query or text)
-        statement = inspect_statement(sql, allow_write=allow_write)
-        if statement.writes:
-            if database not in ("", "default"):
+        if not sql.strip():
+            raise EndpointError(SYNTAX_ERROR, "Empty query")
+        return self._with_reader(
+            lambda reader: self._read(reader, sql, bound, database, params, allow_write, connection)
+        )
+
+    def _with_reader(self, work: Any) -> Any:
+        if self._pool is None:
+            raise EndpointError(210, "The query endpoint is not running", 503)
+        reader = self._pool.acquire()
+        try:
+            with reader.lock:
+                return work(reader)
+        finally:
+            self._pool.release(reader)
+
+    def _admit(
+        self, reader: ReaderSession, sql: str, bound: Mapping[str, str], *, allow_write: bool
+    ) -> tuple[str, bool]:
+        """The engine's rendering of ``sql`` and whether it writes, or the refusal."""
+        assert self._allow is not None
+        try:
+            parsed = reader.parse(sql, bound)
+        except StorageError as exc:
+            raise engine_error(exc) from exc
+        try:
+            admission = admit(read_graph(parsed.graph), self._allow, allow_write=allow_write)
+        except Refusal as refusal:
+            raise EndpointError(refusal.code, str(refusal), 403) from refusal
+        return parsed.canonical, admission.writes
+
+    def _read(
+        self,
+        reader: ReaderSession,
+        sql: str,
+        bound: Mapping[str, str],
+        database: str,
+        params: Mapping[str, str],
+        allow_write: bool,
+        connection: Any,
+    ) -> _Answer:
+        canonical, writes = self._admit(reader, sql, bound, allow_write=allow_write)
+        started = time.perf_counter()
+        if writes:
+            if database:
                 raise EndpointError(
-                    36, "Statements that write run without a database parameter: qualify the names"
+                    BAD_ARGUMENTS,
+                    "Statements that write run without a database parameter: qualify the names",
                 )
-            started = time.perf_counter()
-            try:
+            try:  # the client's own text: the engine's rendering of INSERT ... VALUES drops the rows
                 self.store.command(sql, bound)
             except StorageError as exc:
-                raise EndpointError(*_chdb_error(exc)) from exc
-            return _Answer(b"", None, _summary(elapsed_s=time.perf_counter() - started))
-        fmt = check_format(statement.format or params.get("default_format") or "TabSeparated")
-        reader = self._reader(database)
-        with reader.lock:
-            try:
-                result = reader.session.query(sql, fmt, params=bound)
-            except Exception as exc:
-                raise EndpointError(*_chdb_error(exc)) from exc
+                raise engine_error(exc) from exc
+            return _Answer(b"", None, summary(elapsed_s=time.perf_counter() - started))
+        fmt = check_format(format_of(canonical) or params.get("default_format") or "TabSeparated")
+        assert self._watch is not None
+        try:
+            reader.use(database)
+            with self._watch.watching(connection, reader):
+                result = reader.run(canonical, fmt, bound)
+        except StorageError as exc:
+            raise engine_error(exc) from exc
         data = bytes(result.bytes())
-        summary = _summary(
-            read_rows=int(result.rows_read()),
-            read_bytes=int(result.bytes_read()),
-            result_bytes=len(data),
-            elapsed_s=float(result.elapsed()),
+        return _Answer(
+            data,
+            fmt,
+            summary(
+                read_rows=int(result.rows_read()),
+                read_bytes=int(result.bytes_read()),
+                result_bytes=len(data),
+                elapsed_s=float(result.elapsed()),
+            ),
         )
-        return _Answer(data, fmt, summary)
 
     def _insert(self, insert: re.Match[bytes], data: bytes, database: str) -> _Answer:
         """``INSERT INTO [db.]table (cols) FORMAT Arrow|ArrowStream`` + data, via insert_arrow."""
         names = [n.strip('`"') for n in insert.group("table").decode().split(".")]
-        qualified = len(names) == 2
-        target_db = names[0] if qualified else (database or self.store.database)
+        target_db = names[0] if len(names) == 2 else (database or self.store.database)
         table = names[-1]
         if target_db != self.store.database:
             raise EndpointError(
-                36,
+                BAD_ARGUMENTS,
                 f"Inserts through this endpoint go to the store's database {self.store.database}",
             )
         fmt = insert.group("format").decode()
@@ -589,18 +485,18 @@ class QueryEndpoint:
             columns = [c.strip().strip('`"') for c in columns_text.decode().split(",") if c.strip()]
             if sorted(columns) != sorted(arrow.column_names):
                 raise EndpointError(
-                    36,
+                    BAD_ARGUMENTS,
                     f"Column list {columns} does not match the data's columns {arrow.column_names}",
                 )
             arrow = arrow.select(columns)
         try:
             self.store.insert_arrow(check_identifier(table), arrow)
         except (StorageError, ValueError) as exc:
-            raise EndpointError(*_chdb_error(exc)) from exc
+            raise engine_error(exc) from exc
         return _Answer(
             b"",
             None,
-            _summary(
+            summary(
                 written_rows=arrow.num_rows,
                 written_bytes=len(data),
                 elapsed_s=time.perf_counter() - started,
@@ -608,45 +504,75 @@ class QueryEndpoint:
         )
 
 
-def _summary(
-    *,
-    read_rows: int = 0,
-    read_bytes: int = 0,
-    written_rows: int = 0,
-    written_bytes: int = 0,
-    result_bytes: int = 0,
-    elapsed_s: float = 0.0,
-) -> dict[str, str]:
-    """The X-ClickHouse-Summary fields (ClickHouse sends the numbers as strings)."""
-    return {
-        "read_rows": str(read_rows),
-        "read_bytes": str(read_bytes),
-        "written_rows": str(written_rows),
-        "written_bytes": str(written_bytes),
-        "total_rows_to_read": str(read_rows),
-        "result_bytes": str(result_bytes),
-        "elapsed_ns": str(int(elapsed_s * 1e9)),
-    }
+class _DisconnectWatch:
+    """Kills a reader's query when its client hangs up (one thread polls every connection)."""
+
+    def __init__(self, interval_s: float = 0.2) -> None:
+        self._interval_s = interval_s
+        self._running: dict[socket.socket, ReaderSession] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="agentwatch-query-watch", daemon=True)
+        self._thread.start()
+
+    def watching(self, connection: socket.socket | None, reader: ReaderSession) -> _Watched:
+        return _Watched(self, connection, reader)
+
+    def add(self, connection: socket.socket, reader: ReaderSession) -> None:
+        with self._lock:
+            self._running[connection] = reader
+
+    def remove(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._running.pop(connection, None)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            with self._lock:
+                running = dict(self._running)
+            for connection, reader in running.items():
+                if _hung_up(connection):
+                    self.remove(connection)
+                    logger.info("client went away: cancelling its query")
+                    _cancel(reader)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
 
 
-_CODE: Final = re.compile(r"Code: (\d+)\.")
+@dataclass
+class _Watched:
+    watch: _DisconnectWatch
+    connection: socket.socket | None
+    reader: ReaderSession
+
+    def __enter__(self) -> None:
+        if self.connection is not None:
+            self.watch.add(self.connection, self.reader)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.connection is not None:
+            self.watch.remove(self.connection)
 
 
-def _chdb_error(exc: BaseException) -> tuple[int, str]:
-    """ClickHouse's own code and message from a chDB (or StorageError-wrapped) exception."""
-    text = str(exc).strip()
-    match = _CODE.search(text)
-    if match is None:
-        return (
-            1002,
-            f"Code: 1002. DB::Exception: {text}. (UNKNOWN_EXCEPTION)",
-        )  # 1002 = UNKNOWN_EXCEPTION
-    return int(match.group(1)), text[match.start() :]
+def _hung_up(connection: socket.socket) -> bool:
+    """The peer closed (readable with nothing to read); data waiting is a next request."""
+    try:
+        readable, _, _ = select.select([connection], [], [], 0)
+        if not readable:
+            return False
+        return connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except (OSError, ValueError):
+        return True
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 128  # listen backlog: many dashboard sessions connect at once
 
     def __init__(
         self, address: tuple[str, int], handler: type[_Handler], endpoint: QueryEndpoint
@@ -658,12 +584,16 @@ class _Server(ThreadingHTTPServer):
         self._connections_lock = threading.Lock()
         super().__init__(address, handler)
 
-    def track(self, connection: socket.socket, open_: bool) -> None:
+    def track(self, connection: socket.socket, open_: bool) -> bool:
+        """Count a connection in or out; False when there are already too many."""
         with self._connections_lock:
-            if open_:
-                self._connections.add(connection)
-            else:
+            if not open_:
                 self._connections.discard(connection)
+                return True
+            if len(self._connections) >= self.endpoint.limits.max_connections:
+                return False
+            self._connections.add(connection)
+            return True
 
     def close_connections(self) -> None:
         """End keep-alive connections, whose handler threads would otherwise outlive stop()."""
@@ -679,18 +609,33 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as clickhouse-connect's connection pool expects
     server_version = "agentwatch-query"
-    timeout = 60  # idle keep-alive connections end after this
     server: _Server
 
     def setup(self) -> None:
+        self.timeout = self.server.endpoint.limits.socket_timeout_s
         super().setup()
-        self.server.track(self.connection, True)
+        # Headers and body leave in two writes: without this, Nagle holds the body for the
+        # client's delayed ACK (~40 ms a query).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._admitted = self.server.track(self.connection, True)
+
+    def handle(self) -> None:
+        if self._admitted:
+            super().handle()
+            return
+        self.close_connection = True
+        self.raw_requestline = self.rfile.readline(65537)
+        if self.raw_requestline and self.parse_request():
+            self._send_error(
+                EndpointError(TOO_MANY_SIMULTANEOUS_QUERIES, "Too many connections", 503), ""
+            )
 
     def finish(self) -> None:
         try:
             super().finish()
         finally:
-            self.server.track(self.connection, False)
+            if self._admitted:
+                self.server.track(self.connection, False)
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s %s", self.address_string(), format % args)
@@ -706,31 +651,36 @@ class _Handler(BaseHTTPRequestHandler):
         query_id = ""
         try:
             url = urlsplit(self.path)
-            body = self._read_body()
             if url.path.rstrip("/") == "/ping" or (
                 url.path == "/" and method == "GET" and not url.query
             ):
+                self._discard_body()
                 self._send(200, b"Ok.\n", {"Content-Type": "text/html; charset=UTF-8"})
                 return
+            params = dict(parse_qsl(url.query, keep_blank_values=True))
+            headers = {k: v for k, v in self.headers.items()}
+            endpoint.check_caller(headers, params)
             if url.path != "/":
                 raise EndpointError(NOT_IMPLEMENTED, f"There is no handle {url.path}", 404)
-            params = dict(parse_qsl(url.query, keep_blank_values=True))
             query_id = params.get("query_id") or str(uuid.uuid4())
-            self._authenticate(endpoint, params)
-            body = decode_body(body, self.headers.get("Content-Encoding", ""))
+            body = decode_body(
+                self._read_body(),
+                self.headers.get("Content-Encoding", ""),
+                endpoint.limits.max_decoded_bytes,
+            )
             ctype = self.headers.get("Content-Type", "")
             if ctype.lower().startswith("multipart/form-data"):
                 params.update(form_fields(body, ctype))
                 body = b""
-            answer = endpoint.execute(params, body, method)
+            answer = endpoint.execute(params, body, method, self.connection)
         except EndpointError as exc:
+            if exc.status in (401, 403, 404, 413, 503):
+                self.close_connection = True  # its body may be unread; do not parse it as a request
             self._send_error(exc, query_id)
             return
-        except Exception as exc:  # a client gets an answer, never a dropped socket
+        except Exception:  # a client gets an answer, never a dropped socket
             logger.exception("query endpoint failed on a request")
-            self._send_error(
-                EndpointError(1001, f"agentwatch query endpoint failure: {exc!r}"), query_id
-            )
+            self._send_error(EndpointError(1001, "agentwatch query endpoint failure"), query_id)
             return
         headers = {
             "Content-Type": content_type(answer.format)
@@ -745,48 +695,75 @@ class _Handler(BaseHTTPRequestHandler):
             headers["X-ClickHouse-Format"] = answer.format
         self._send(200, answer.body, headers)
 
-    def _authenticate(self, endpoint: QueryEndpoint, params: Mapping[str, str]) -> None:
-        if endpoint.token is None:
-            return
-        offered: list[str] = [params.get("password", ""), self.headers.get("X-ClickHouse-Key", "")]
-        authorization = self.headers.get("Authorization", "")
-        scheme, _, credentials = authorization.partition(" ")
-        if scheme.lower() == "bearer":
-            offered.append(credentials.strip())
-        elif scheme.lower() == "basic":
-            try:
-                offered.append(base64.b64decode(credentials.strip()).decode().partition(":")[2])
-            except (ValueError, UnicodeDecodeError):
-                pass
-        expected = endpoint.token.encode()
-        if not any(hmac.compare_digest(o.encode(), expected) for o in offered if o):
-            raise EndpointError(
-                AUTHENTICATION_FAILED,
-                "Authentication failed: the agentwatch query endpoint needs its token "
-                "(the password, X-ClickHouse-Key or a Bearer token)",
-            )
+    def _discard_body(self) -> None:
+        if self.headers.get("Content-Length") or self.headers.get("Transfer-Encoding"):
+            self.close_connection = True  # /ping with a body: answer, then hang up unread
 
     def _read_body(self) -> bytes:
+        """The body as sent, within the size limit and the total deadline (slow senders)."""
+        limits = self.server.endpoint.limits
+        deadline = time.monotonic() + limits.read_deadline_s
+        too_large = EndpointError(
+            BAD_ARGUMENTS, f"Request body exceeds {limits.max_body_bytes} bytes", 413
+        )
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             chunks: list[bytes] = []
             total = 0
             while True:
-                size = int(self.rfile.readline(1024).split(b";")[0].strip() or b"0", 16)
+                line = self._read_line(deadline)
+                try:
+                    size = int(line.split(b";")[0].strip() or b"0", 16)
+                except ValueError as exc:
+                    raise EndpointError(BAD_ARGUMENTS, "Malformed chunked body", 400) from exc
                 if size == 0:
-                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    while self._read_line(deadline) not in (b"\r\n", b"\n", b""):
                         pass  # trailers
                     return b"".join(chunks)
                 total += size
-                if total > MAX_BODY_BYTES:
-                    self.close_connection = True
-                    raise EndpointError(36, "Request body too large", 413)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline(1024)
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            self.close_connection = True
-            raise EndpointError(36, "Request body too large", 413)
-        return self.rfile.read(length) if length else b""
+                if total > limits.max_body_bytes:
+                    raise too_large
+                chunks.append(self._read_exactly(size, deadline))
+                self._read_line(deadline)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError as exc:
+            raise EndpointError(BAD_ARGUMENTS, "Malformed Content-Length", 400) from exc
+        if length < 0:
+            raise EndpointError(BAD_ARGUMENTS, "Malformed Content-Length", 400)
+        if length > limits.max_body_bytes:
+            raise too_large
+        return self._read_exactly(length, deadline) if length else b""
+
+    def _remaining(self, deadline: float) -> float:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise EndpointError(BAD_ARGUMENTS, "The request body did not arrive in time", 408)
+        self.connection.settimeout(min(remaining, self.timeout or remaining))
+        return remaining
+
+    def _read_line(self, deadline: float) -> bytes:
+        self._remaining(deadline)
+        try:
+            return self.rfile.readline(1024)
+        except TimeoutError as exc:
+            raise EndpointError(BAD_ARGUMENTS, "The request body did not arrive in time", 408) from exc
+
+    def _read_exactly(self, size: int, deadline: float) -> bytes:
+        parts: list[bytes] = []
+        left = size
+        while left:
+            self._remaining(deadline)
+            try:
+                part = self.rfile.read1(min(left, 1 << 20))
+            except TimeoutError as exc:
+                raise EndpointError(
+                    BAD_ARGUMENTS, "The request body did not arrive in time", 408
+                ) from exc
+            if not part:
+                raise EndpointError(BAD_ARGUMENTS, "The request body ended early", 400)
+            parts.append(part)
+            left -= len(part)
+        return b"".join(parts)
 
     def _send_error(self, exc: EndpointError, query_id: str) -> None:
         if exc.status >= 500:
@@ -800,14 +777,19 @@ class _Handler(BaseHTTPRequestHandler):
             headers["X-ClickHouse-Query-Id"] = query_id
         if exc.status == 401:
             headers["WWW-Authenticate"] = 'Basic realm="agentwatch"'
+        if exc.status == 503:
+            headers["Retry-After"] = "1"
         self._send(exc.status, exc.body(), headers)
 
     def _send(self, status: int, body: bytes, headers: Mapping[str, str]) -> None:
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            self.close_connection = True  # the client is gone; nothing to tell it

@@ -70,6 +70,19 @@ def start_dashboard(port: int, clickhouse_url: str, host: str) -> subprocess.Pop
     return subprocess.Popen(command, env=env)  # noqa: S603 - our own interpreter and app
 
 
+def connect_help(query_url: str, data_dir: Path) -> str:
+    """How to read the embedded store from elsewhere, without printing the password itself."""
+    secret = data_dir / "query-password"
+    return (
+        f"Read the store over ClickHouse HTTP at {query_url}, user default, password in {secret}"
+        " (or AGENTWATCH_QUERY_PASSWORD):\n"
+        f"  clickhouse-connect: clickhouse_connect.get_client(host=..., port=..., "
+        f"username='default', password=open('{secret}').read().strip(), database='agentwatch')\n"
+        "  Grafana: ClickHouse data source, protocol HTTP, the same server, port, user and "
+        "password, no TLS"
+    )
+
+
 class DemoRunner:
     """Runs the demo fleet through the real SDK and OTLP path, in a background thread."""
 
@@ -152,12 +165,10 @@ def run_up(
     try:
         collector.start()
         urls = collector.urls()
-        query_url = urls.get("clickhouse_http", config.clickhouse_url or "")
-        if query_url and "clickhouse_http" in urls:
-            query_url = f"{query_url}/agentwatch"
-        dashboard = start_dashboard(dashboard_port, query_url, config.query_host)
+        query_url = collector.query_client_url("agentwatch") or config.clickhouse_url or ""
+        dashboard = start_dashboard(dashboard_port, query_url, "127.0.0.1")
         if dashboard is not None:
-            urls["dashboard"] = f"http://{config.query_host}:{dashboard_port}"
+            urls["dashboard"] = f"http://127.0.0.1:{dashboard_port}"
         if demo:
             runner = DemoRunner(urls["otlp_http"], schedule or DemoSchedule())
             runner.start()
@@ -168,6 +179,8 @@ def run_up(
         print("agentwatch is up:", flush=True)
         for name, url in urls.items():
             print(f"  {name:16} {url}", flush=True)
+        if collector.query is not None:
+            print(connect_help(collector.query.url, config.data_dir), flush=True)
         print("Press Ctrl-C to stop.", flush=True)
         while not done.is_set():
             if dashboard is not None and dashboard.poll() is not None:

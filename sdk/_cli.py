@@ -63,6 +63,18 @@ def _collector_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--query-host", default="127.0.0.1", help="address for the query endpoint")
     parser.add_argument(
+        "--query-password",
+        default=os.environ.get("AGENTWATCH_QUERY_PASSWORD"),
+        help="password of the query endpoint (env AGENTWATCH_QUERY_PASSWORD; default: one is "
+        "generated on first start and kept in DATA_DIR/query-password)",
+    )
+    parser.add_argument(
+        "--query-allow-remote",
+        action="store_true",
+        help="let the query endpoint listen beyond loopback (--query-host); it always needs the "
+        "password, and nothing is encrypted: put a TLS proxy in front",
+    )
+    parser.add_argument(
         "--ingest-token",
         default=os.environ.get("AGENTWATCH_INGEST_TOKEN"),
         help="require Authorization: Bearer <token> on ingest (env AGENTWATCH_INGEST_TOKEN)",
@@ -89,6 +101,8 @@ def _collector_config(args: argparse.Namespace) -> CollectorConfig:
         grpc_port=None if args.no_grpc else args.grpc_port,
         query_port=args.query_port,
         query_host=args.query_host,
+        query_password=args.query_password,
+        query_allow_remote=args.query_allow_remote,
         ingest_token=args.ingest_token,
         prices_file=Path(args.prices) if args.prices else None,
         retention_days=args.retention_days,

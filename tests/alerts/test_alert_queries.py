@@ -35,7 +35,7 @@ def backend(request: pytest.FixtureRequest, engine_dir: Path) -> Iterator[Store]
             yield embedded
             return
         with QueryEndpoint(embedded, port=0, allow_write=True) as endpoint:
-            server = ServerStore(f"http://default:@127.0.0.1:{endpoint.port}/{embedded.database}")
+            server = ServerStore(endpoint.client_url(embedded.database))
             try:
                 yield server
             finally:

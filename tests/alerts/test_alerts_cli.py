@@ -68,7 +68,7 @@ def failing_probe(store: EmbeddedStore) -> EmbeddedStore:
 def read_only_url(failing_probe: EmbeddedStore) -> Iterator[str]:
     """The collector's read-only ClickHouse HTTP endpoint over the store."""
     with QueryEndpoint(failing_probe, port=0) as endpoint:
-        yield f"{endpoint.url}/{failing_probe.database}"
+        yield endpoint.client_url(failing_probe.database)
 
 
 def test_once_through_the_read_only_endpoint_prints_what_breaches_and_exits_1(
@@ -144,7 +144,7 @@ def test_against_a_writable_server_the_evaluator_records_incidents(
 ) -> None:
     out, err = io.StringIO(), io.StringIO()
     with QueryEndpoint(failing_probe, port=0, allow_write=True) as endpoint:
-        url = f"{endpoint.url}/{failing_probe.database}"
+        url = endpoint.client_url(failing_probe.database)
         stop, thread, codes = running(AlertOptions(), url, out, err)
         try:
             wait_until(lambda: q.active_alerts(failing_probe).rows, timeout=30, what="a record")

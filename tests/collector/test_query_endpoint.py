@@ -8,6 +8,7 @@ keep-alive, compressed bodies.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import http.client
 import json
@@ -101,7 +102,9 @@ def endpoint(store: EmbeddedStore) -> Iterator[QueryEndpoint]:
 
 @pytest.fixture
 def client(endpoint: QueryEndpoint) -> Iterator[Client]:
-    connected = clickhouse_connect.get_client(host="127.0.0.1", port=endpoint.port)
+    connected = clickhouse_connect.get_client(
+        host="127.0.0.1", port=endpoint.port, password=endpoint.password
+    )
     yield connected
     connected.close()
 
@@ -110,6 +113,10 @@ def stored_rows(client: Client) -> int:
     count = client.command(f"SELECT count() FROM {TABLE}")
     assert isinstance(count, int)
     return count
+
+
+def basic_auth(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 @dataclass(frozen=True)
@@ -127,13 +134,19 @@ def call(
     headers: Mapping[str, str] | None = None,
     path: str = "/",
     conn: http.client.HTTPConnection | None = None,
+    *,
+    authenticated: bool = True,
 ) -> Reply:
-    """One raw HTTP request (on ``conn`` if given, else a fresh connection)."""
+    """One raw HTTP request (on ``conn`` if given, else a fresh connection), with the endpoint's
+    password as HTTP basic auth unless ``authenticated`` is False."""
     own = conn is None
     connection = conn or http.client.HTTPConnection("127.0.0.1", endpoint.port, timeout=30)
+    sent = dict(headers or {})
+    if authenticated:
+        sent.setdefault("Authorization", basic_auth("default", endpoint.password))
     try:
         target = f"{path}?{urlencode(params)}" if params else path
-        connection.request(method, target, body=body, headers=dict(headers or {}))
+        connection.request(method, target, body=body, headers=sent)
         response = connection.getresponse()
         return Reply(
             response.status,
@@ -145,30 +158,33 @@ def call(
             connection.close()
 
 
+# What each refusal class answers: READONLY (164) for what is not a read, ACCESS_DENIED (497)
+# for a read that reaches outside the store, and the engine's own syntax error (62) for two
+# statements in one request (it will not parse them as one).
 REFUSED = {
-    "insert": f"INSERT INTO {TABLE} (TraceId) VALUES ('x')",
-    "insert select": f"INSERT INTO {TABLE} (TraceId) SELECT 'x'",
-    "create": "CREATE TABLE agentwatch.evil (a UInt8) ENGINE = Memory",
-    "drop": f"DROP TABLE {TABLE}",
-    "alter": f"ALTER TABLE {TABLE} DELETE WHERE 1",
-    "truncate": f"TRUNCATE TABLE {TABLE}",
-    "optimize": f"OPTIMIZE TABLE {TABLE} FINAL",
-    "system": "SYSTEM DROP MARK CACHE",
-    "kill": "KILL QUERY WHERE 1",
-    "set": "SET readonly = 0",
-    "grant": "GRANT ALL ON *.* TO default",
-    "rename": f"RENAME TABLE {TABLE} TO agentwatch.moved",
-    "detach": f"DETACH TABLE {TABLE}",
-    "attach": "ATTACH TABLE agentwatch.x",
-    "two statements": f"SELECT 1; DROP TABLE {TABLE}",
-    "statement hidden after a comment": f"SELECT 1 /* ; */; /* x */ DROP TABLE {TABLE}",
-    "file()": "SELECT * FROM file('/etc/passwd', LineAsString)",
-    "quoted `file`()": "SELECT * FROM `file`('/etc/passwd', LineAsString)",
-    "url()": "SELECT * FROM url('http://127.0.0.1:9/', LineAsString)",
-    "s3()": "SELECT * FROM s3('http://127.0.0.1:9/bucket/key.csv')",
-    "remote()": "SELECT * FROM remote('127.0.0.1:9000', system.one)",
-    "Python()": "SELECT * FROM Python(store)",
-    "into outfile": "SELECT 1 INTO OUTFILE '/tmp/agentwatch-outfile.csv'",
+    "insert": (f"INSERT INTO {TABLE} (TraceId) VALUES ('x')", 164),
+    "insert select": (f"INSERT INTO {TABLE} (TraceId) SELECT 'x'", 164),
+    "create": ("CREATE TABLE agentwatch.evil (a UInt8) ENGINE = Memory", 164),
+    "drop": (f"DROP TABLE {TABLE}", 164),
+    "alter": (f"ALTER TABLE {TABLE} DELETE WHERE 1", 164),
+    "truncate": (f"TRUNCATE TABLE {TABLE}", 164),
+    "optimize": (f"OPTIMIZE TABLE {TABLE} FINAL", 164),
+    "system": ("SYSTEM DROP MARK CACHE", 164),
+    "kill": ("KILL QUERY WHERE 1", 164),
+    "set": ("SET readonly = 0", 164),
+    "grant": ("GRANT ALL ON *.* TO default", 164),
+    "rename": (f"RENAME TABLE {TABLE} TO agentwatch.moved", 164),
+    "detach": (f"DETACH TABLE {TABLE}", 164),
+    "attach": ("ATTACH TABLE agentwatch.x", 164),
+    "two statements": (f"SELECT 1; DROP TABLE {TABLE}", 62),
+    "statement hidden after a comment": (f"SELECT 1 /* ; */; /* x */ DROP TABLE {TABLE}", 62),
+    "file()": ("SELECT * FROM file('/etc/passwd', LineAsString)", 497),
+    "quoted `file`()": ("SELECT * FROM `file`('/etc/passwd', LineAsString)", 497),
+    "url()": ("SELECT * FROM url('http://127.0.0.1:9/', LineAsString)", 497),
+    "s3()": ("SELECT * FROM s3('http://127.0.0.1:9/bucket/key.csv')", 497),
+    "remote()": ("SELECT * FROM remote('127.0.0.1:9000', system.one)", 497),
+    "Python()": ("SELECT * FROM Python(store)", 497),
+    "into outfile": ("SELECT 1 INTO OUTFILE '/tmp/agentwatch-outfile.csv'", 497),
 }
 
 
@@ -280,7 +296,9 @@ class TestReadOnlyEndpoint:
 
     def test_database_parameter_sets_the_current_database(self, endpoint: QueryEndpoint) -> None:
         """get_client(database=...) lets queries name tables without the database."""
-        scoped = clickhouse_connect.get_client(host="127.0.0.1", port=endpoint.port, database=DB)
+        scoped = clickhouse_connect.get_client(
+            host="127.0.0.1", port=endpoint.port, password=endpoint.password, database=DB
+        )
         try:
             assert scoped.command(f"SELECT count() FROM {SPANS_TABLE}") == len(ROWS)
         finally:
@@ -320,13 +338,17 @@ class TestReadOnlyEndpoint:
 
     # -- refusals ----------------------------------------------------------------------------------
 
-    @pytest.mark.parametrize("sql", list(REFUSED.values()), ids=list(REFUSED))
-    def test_writes_and_outside_access_are_refused(self, client: Client, sql: str) -> None:
-        """Each write, DDL or outside-reaching statement is refused as read-only; nothing changes
-        and the endpoint keeps serving."""
-        with pytest.raises(DatabaseError, match=READ_ONLY) as refused:
+    @pytest.mark.parametrize(("sql", "code"), list(REFUSED.values()), ids=list(REFUSED))
+    def test_writes_and_outside_access_are_refused(
+        self, client: Client, sql: str, code: int
+    ) -> None:
+        """Each write, DDL or outside-reaching statement is refused with its ClickHouse code;
+        nothing changes and the endpoint keeps serving."""
+        with pytest.raises(DatabaseError, match=READ_ONLY if code != 62 else "Multi-statements"):
             client.command(sql)
-        assert refused.value.code == 164  # READONLY
+        with pytest.raises(DatabaseError) as refused:
+            client.command(sql)
+        assert refused.value.code == code
         assert stored_rows(client) == len(ROWS)
 
     @pytest.mark.parametrize(
@@ -359,10 +381,10 @@ class TestReadOnlyEndpoint:
         reply = call(endpoint, "POST", body=f"DROP TABLE {TABLE}".encode())
         assert reply.status == 403
         assert reply.headers["x-clickhouse-exception-code"] == "164"
-        assert reply.body.startswith(f"Code: 164. DB::Exception: {READ_ONLY}: DROP".encode())
+        assert reply.body.startswith(f"Code: 164. DB::Exception: {READ_ONLY}: DropQuery".encode())
 
-    def test_the_engine_refuses_what_passes_the_lexical_check(self, client: Client) -> None:
-        """A SELECT lifting readonly passes the text check and is refused by chDB itself."""
+    def test_the_engine_refuses_a_settings_clause_that_lifts_readonly(self, client: Client) -> None:
+        """A SELECT is admitted with its SETTINGS clause; the readonly session refuses the change."""
         with pytest.raises(DatabaseError, match="readonly") as refused:
             client.command("SELECT 1 SETTINGS readonly = 0")
         assert refused.value.code == 164
@@ -392,7 +414,7 @@ class TestReadOnlyEndpoint:
         """clickhouse-connect reads the read-only settings and refuses settings= itself, as it
         does for a readonly=1 user on a ClickHouse server."""
         with pytest.raises(ProgrammingError, match="readonly"):
-            client.query("SELECT 1", settings={"max_threads": 2})
+            client.query("SELECT 1", settings={"max_threads": 1})
 
     def test_malformed_sql_is_a_clean_database_error(self, client: Client) -> None:
         """A syntax error is DatabaseError code 62 with ClickHouse's message; serving goes on."""
@@ -419,27 +441,42 @@ class TestReadOnlyEndpoint:
         assert reply.headers["x-clickhouse-exception-code"] == "164"
         assert call(endpoint, "GET", {"query": f"SELECT count() FROM {TABLE}"}).body == b"3\n"
 
-    # -- token -------------------------------------------------------------------------------------
-    def test_token_is_required_when_set(self, store: EmbeddedStore) -> None:
-        """With a token, clients without it get code 516 (HTTP 401); with it as password they read;
-        /ping stays open."""
-        with QueryEndpoint(store, port=0, token="s3cret") as guarded:
-            with pytest.raises(DatabaseError) as denied:
-                clickhouse_connect.get_client(host="127.0.0.1", port=guarded.port)
-            assert denied.value.code == 516
-            assert call(guarded, "GET", {"query": "SELECT 1"}).status == 401
-            allowed = clickhouse_connect.get_client(
-                host="127.0.0.1", port=guarded.port, password="s3cret"
-            )
-            try:
-                assert stored_rows(allowed) == len(ROWS)
-            finally:
-                allowed.close()
-            assert call(guarded, "GET", path="/ping").status == 200
-            bearer = call(
-                guarded, "GET", {"query": "SELECT 1"}, headers={"Authorization": "Bearer s3cret"}
-            )
-            assert bearer.body == b"1\n"
+    # -- password ----------------------------------------------------------------------------------
+    def test_the_password_is_required_the_ways_clickhouse_accepts_it(
+        self, endpoint: QueryEndpoint
+    ) -> None:
+        """Without the password, or with a wrong one, code 516 (HTTP 401); with it as HTTP basic
+        auth (any user), X-ClickHouse-User/Key, the user/password URL parameters or a bearer token,
+        the query runs. /ping stays open."""
+        query = {"query": "SELECT 1"}
+        secret = endpoint.password
+        denied = [
+            call(endpoint, "GET", query, authenticated=False),
+            call(endpoint, "GET", query, headers={"Authorization": basic_auth("default", "wrong")}),
+            call(endpoint, "GET", {**query, "password": secret + "x"}, authenticated=False),
+            call(endpoint, "POST", body=b"SELECT 1", headers={"X-ClickHouse-Key": "nope"},
+                 authenticated=False),
+        ]  # fmt: skip
+        assert [(r.status, r.headers["x-clickhouse-exception-code"]) for r in denied] == [
+            (401, "516")
+        ] * 4
+        allowed = [
+            call(endpoint, "GET", query, headers={"Authorization": basic_auth("default", secret)}),
+            call(endpoint, "GET", query, headers={"Authorization": basic_auth("grafana", secret)}),
+            call(endpoint, "GET", query, authenticated=False,
+                 headers={"X-ClickHouse-User": "default", "X-ClickHouse-Key": secret}),
+            call(endpoint, "GET", {**query, "user": "default", "password": secret},
+                 authenticated=False),
+            call(endpoint, "GET", query, authenticated=False,
+                 headers={"Authorization": f"Bearer {secret}"}),
+        ]  # fmt: skip
+        assert [r.body for r in allowed] == [b"1\n"] * 5
+        assert call(endpoint, "GET", path="/ping", authenticated=False).status == 200
+
+    def test_clickhouse_connect_needs_the_password(self, endpoint: QueryEndpoint) -> None:
+        with pytest.raises(DatabaseError) as denied:
+            clickhouse_connect.get_client(host="127.0.0.1", port=endpoint.port)
+        assert denied.value.code == 516
 
 
 # -- lifecycle ------------------------------------------------------------------------------------
@@ -473,10 +510,12 @@ def test_concurrent_clients_read_while_the_store_is_written(tmp_path: Path) -> N
     seen: dict[int, list[int]] = {}
     failures: list[BaseException] = []
 
-    def read(worker: int, port: int) -> None:
+    def read(worker: int, port: int, password: str) -> None:
         counts = seen.setdefault(worker, [])
         try:
-            reader = clickhouse_connect.get_client(host="127.0.0.1", port=port)
+            reader = clickhouse_connect.get_client(
+                host="127.0.0.1", port=port, password=password
+            )
             try:
                 for _ in range(25):
                     counts.append(stored_rows(reader))
@@ -487,7 +526,7 @@ def test_concurrent_clients_read_while_the_store_is_written(tmp_path: Path) -> N
 
     try:
         with QueryEndpoint(store, port=0) as endpoint:
-            workers = [threading.Thread(target=read, args=(i, endpoint.port)) for i in range(4)]
+            workers = [threading.Thread(target=read, args=(i, endpoint.port, endpoint.password)) for i in range(4)]
             for worker in workers:
                 worker.start()
             for _ in range(batches):

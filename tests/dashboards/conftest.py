@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import agentwatch as aw
 from agentwatch._demo import DemoFleet, FakeModelClient
 from agentwatch.collector._app import Collector, CollectorConfig
+from agentwatch.collector._query_endpoint import QueryEndpoint
 from agentwatch.collector._writer import WriterSettings
 from agentwatch.storage._schema import migrations
 from agentwatch.storage._store import EmbeddedStore
@@ -176,18 +177,20 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         for migration in migrations(EMPTY_DB, 30):
             for statement in migration.statements:
                 store.command(statement)
-        yield Fleet(
-            collector=collector,
-            store=store,
-            query_url=f"{urls['clickhouse_http']}/agentwatch",
-            empty_url=f"{urls['clickhouse_http']}/{EMPTY_DB}",
-            spans=load_spans(store),
-            exported=exported,
-            outcomes=Counter(demo.outcomes),
-            started=started,
-            middle=middle,
-            finished=finished,
-        )
+        # The empty schema is not the store's own: its own endpoint serves it.
+        with QueryEndpoint(store, port=0, readable_databases=frozenset({EMPTY_DB})) as empty:
+            yield Fleet(
+                collector=collector,
+                store=store,
+                query_url=collector.query_client_url("agentwatch") or "",
+                empty_url=empty.client_url(EMPTY_DB),
+                spans=load_spans(store),
+                exported=exported,
+                outcomes=Counter(demo.outcomes),
+                started=started,
+                middle=middle,
+                finished=finished,
+            )
     finally:
         aw.shutdown()
         collector.stop()

@@ -61,7 +61,7 @@ def server(tmp_path: Path) -> Iterator[ServerStore]:
     engine = EmbeddedStore(tmp_path / "engine", database=database)
     try:
         with QueryEndpoint(engine, port=0, allow_write=True) as endpoint:
-            store = ServerStore(f"http://default:@127.0.0.1:{endpoint.port}/{database}")
+            store = ServerStore(endpoint.client_url(database))
             try:
                 yield store
             finally:
@@ -172,7 +172,7 @@ def test_server_errors_surface_as_storage_errors(server: ServerStore) -> None:
 def test_read_only_endpoint_refuses_server_store_ddl(engine: EmbeddedStore) -> None:
     """Without allow_write the same ServerStore cannot migrate: DDL is refused as read-only."""
     with QueryEndpoint(engine, port=0) as endpoint:
-        store = ServerStore(f"http://default:@127.0.0.1:{endpoint.port}/{DB}")
+        store = ServerStore(endpoint.client_url(DB))
         try:
             with pytest.raises(StorageError, match=READ_ONLY):
                 apply_migrations(store)
