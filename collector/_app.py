@@ -53,7 +53,7 @@ class CollectorConfig:
     max_concurrent_requests: int = 16
 
 
-PASSWORD_FILE = "query-password"
+PASSWORD_FILE = "query-password"  # noqa: S105 - a file name, not a password
 
 
 def stored_password(data_dir: Path) -> str:
@@ -66,7 +66,8 @@ def stored_password(data_dir: Path) -> str:
         password = path.read_text(encoding="utf-8").strip()
         if len(password) < 8:
             raise ConfigurationError(
-                f"{path} holds no usable password (8 characters or more); delete it to get a new one"
+                f"{path} holds no usable password (8 characters or more); "
+                "delete it to get a new one"
             ) from None
         if path.stat().st_mode & 0o077:
             os.chmod(path, 0o600)

@@ -41,10 +41,10 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import pyarrow as pa
@@ -84,6 +84,7 @@ from agentwatch.storage._store import EmbeddedStore, StorageError
 
 logger = logging.getLogger("agentwatch.collector.query")
 
+T = TypeVar("T")
 READ_ONLY: Final = REFUSED
 MIB: Final = 1024 * 1024
 # INSERT whose data follows the statement (in the body, after one line break): allow_write only.
@@ -388,7 +389,7 @@ class QueryEndpoint:
             lambda reader: self._read(reader, sql, bound, database, params, allow_write, connection)
         )
 
-    def _with_reader(self, work: Any) -> Any:
+    def _with_reader(self, work: Callable[[ReaderSession], T]) -> T:
         if self._pool is None:
             raise EndpointError(210, "The query endpoint is not running", 503)
         reader = self._pool.acquire()
@@ -431,7 +432,8 @@ class QueryEndpoint:
                     BAD_ARGUMENTS,
                     "Statements that write run without a database parameter: qualify the names",
                 )
-            try:  # the client's own text: the engine's rendering of INSERT ... VALUES drops the rows
+            # The client's own text: the engine's rendering of INSERT ... VALUES drops the rows.
+            try:
                 self.store.command(sql, bound)
             except StorageError as exc:
                 raise engine_error(exc) from exc
@@ -512,7 +514,9 @@ class _DisconnectWatch:
         self._running: dict[socket.socket, ReaderSession] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="agentwatch-query-watch", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="agentwatch-query-watch", daemon=True
+        )
         self._thread.start()
 
     def watching(self, connection: socket.socket | None, reader: ReaderSession) -> _Watched:
@@ -569,6 +573,10 @@ def _hung_up(connection: socket.socket) -> bool:
         return True
 
 
+def _late() -> EndpointError:
+    return EndpointError(BAD_ARGUMENTS, "The request body did not arrive in time", 408)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
@@ -612,8 +620,8 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def setup(self) -> None:
-        self.timeout = self.server.endpoint.limits.socket_timeout_s
         super().setup()
+        self.connection.settimeout(self.server.endpoint.limits.socket_timeout_s)
         # Headers and body leave in two writes: without this, Nagle holds the body for the
         # client's delayed ACK (~40 ms a query).
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -658,7 +666,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, b"Ok.\n", {"Content-Type": "text/html; charset=UTF-8"})
                 return
             params = dict(parse_qsl(url.query, keep_blank_values=True))
-            headers = {k: v for k, v in self.headers.items()}
+            headers = dict(self.headers.items())
             endpoint.check_caller(headers, params)
             if url.path != "/":
                 raise EndpointError(NOT_IMPLEMENTED, f"There is no handle {url.path}", 404)
@@ -737,8 +745,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _remaining(self, deadline: float) -> float:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise EndpointError(BAD_ARGUMENTS, "The request body did not arrive in time", 408)
-        self.connection.settimeout(min(remaining, self.timeout or remaining))
+            raise _late()
+        self.connection.settimeout(min(remaining, self.server.endpoint.limits.socket_timeout_s))
         return remaining
 
     def _read_line(self, deadline: float) -> bytes:
@@ -746,7 +754,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             return self.rfile.readline(1024)
         except TimeoutError as exc:
-            raise EndpointError(BAD_ARGUMENTS, "The request body did not arrive in time", 408) from exc
+            raise _late() from exc
 
     def _read_exactly(self, size: int, deadline: float) -> bytes:
         parts: list[bytes] = []
@@ -756,9 +764,7 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 part = self.rfile.read1(min(left, 1 << 20))
             except TimeoutError as exc:
-                raise EndpointError(
-                    BAD_ARGUMENTS, "The request body did not arrive in time", 408
-                ) from exc
+                raise _late() from exc
             if not part:
                 raise EndpointError(BAD_ARGUMENTS, "The request body ended early", 400)
             parts.append(part)

@@ -389,9 +389,9 @@ class AllowList:
     def check_name(self, dotted: str) -> None:
         """A (Table)Identifier: ``db.table[.column]`` must name an allowed table."""
         parts = dotted.split(".")
-        if len(parts) >= 2 and parts[0].lower() in self.databases:
-            if not self.table_allowed(parts[0], parts[1]):
-                raise Refusal(ACCESS_DENIED, f"{parts[0]}.{parts[1]} is not readable here")
+        known_database = len(parts) >= 2 and parts[0].lower() in self.databases
+        if known_database and not self.table_allowed(parts[0], parts[1]):
+            raise Refusal(ACCESS_DENIED, f"{parts[0]}.{parts[1]} is not readable here")
 
 
 @dataclass(frozen=True, slots=True)

@@ -260,7 +260,7 @@ def is_loopback(host: str) -> bool:
 
 
 def is_wildcard(host: str) -> bool:
-    return host.strip("[]") in ("0.0.0.0", "::", "")  # noqa: S104 - recognising, not binding
+    return host.strip("[]") in ("0.0.0.0", "::", "")
 
 
 def _host_of(value: str) -> str:

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from agentwatch._errors import ConfigurationError
 from agentwatch.collector._alerts import AlertOptions, AlertService, start_alert_service
 from agentwatch.collector._app import Collector, CollectorConfig
+from agentwatch.collector._query_protocol import is_loopback
 
 logger = logging.getLogger("agentwatch.up")
 
@@ -46,12 +48,27 @@ def dashboard_app_path() -> Path | None:
     return None
 
 
-def start_dashboard(port: int, clickhouse_url: str, host: str) -> subprocess.Popen[bytes] | None:
+def check_dashboard_host(host: str, password: str | None) -> None:
+    """Beyond loopback the dashboard must ask for a password."""
+    if not is_loopback(host) and not password:
+        raise ConfigurationError(
+            f"the dashboard would listen on {host} without a login: set --dashboard-password "
+            "(or AGENTWATCH_DASHBOARD_PASSWORD), or keep it on 127.0.0.1"
+        )
+
+
+def start_dashboard(
+    port: int, clickhouse_url: str, host: str, password: str | None = None
+) -> subprocess.Popen[bytes] | None:
+    check_dashboard_host(host, password)
     app = dashboard_app_path()
     if app is None:
         logger.warning("the dashboard is not installed; running the collector only")
         return None
     env = dict(os.environ, AGENTWATCH_CLICKHOUSE_URL=clickhouse_url)
+    env.pop("AGENTWATCH_DASHBOARD_PASSWORD", None)
+    if password:
+        env["AGENTWATCH_DASHBOARD_PASSWORD"] = password
     command = [
         sys.executable,
         "-m",
@@ -140,6 +157,8 @@ def run_up(
     config: CollectorConfig,
     *,
     dashboard_port: int = 8501,
+    dashboard_host: str = "127.0.0.1",
+    dashboard_password: str | None = None,
     demo: bool = False,
     schedule: DemoSchedule | None = None,
     alerts: AlertOptions | None = None,
@@ -152,6 +171,7 @@ def run_up(
     minute 3 to 5) fire within two minutes of their start."""
     alert_options = alerts or AlertOptions()
     rules = alert_options.rules(demo=demo) if alert_options.enabled else []
+    check_dashboard_host(dashboard_host, dashboard_password)
     collector = Collector(config)
     done = threading.Event()
 
@@ -166,9 +186,10 @@ def run_up(
         collector.start()
         urls = collector.urls()
         query_url = collector.query_client_url("agentwatch") or config.clickhouse_url or ""
-        dashboard = start_dashboard(dashboard_port, query_url, "127.0.0.1")
+        dashboard = start_dashboard(dashboard_port, query_url, dashboard_host, dashboard_password)
         if dashboard is not None:
-            urls["dashboard"] = f"http://127.0.0.1:{dashboard_port}"
+            shown = f"[{dashboard_host}]" if ":" in dashboard_host else dashboard_host
+            urls["dashboard"] = f"http://{shown}:{dashboard_port}"
         if demo:
             runner = DemoRunner(urls["otlp_http"], schedule or DemoSchedule())
             runner.start()

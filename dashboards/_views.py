@@ -25,6 +25,7 @@ from agentwatch.dashboards._format import (
     usd,
     when,
 )
+from agentwatch.dashboards._login import sign_out_button, signed_in
 from agentwatch.storage import _queries as q
 from agentwatch.storage._queries import OUTCOMES, Filters, TraceFilters
 from agentwatch.storage._store import Rows
@@ -73,9 +74,12 @@ def pages() -> list[Any]:
 
 
 def shell() -> None:
-    """What ``app.py`` does on every run: navigation, sidebar, then the chosen page."""
+    """What ``app.py`` does on every run: sign-in, navigation, sidebar, then the chosen page."""
+    if not signed_in():
+        st.stop()
     navigation = st.navigation(pages())
     sidebar()
+    sign_out_button()
     st.session_state[_SHELL] = True
     navigation.run()
 

@@ -139,6 +139,16 @@ def _add_up(sub: Subparsers) -> None:
     )
     _collector_arguments(parser)
     parser.add_argument("--dashboard-port", type=int, default=8501, help="dashboard port")
+    parser.add_argument(
+        "--dashboard-host",
+        default="127.0.0.1",
+        help="address for the dashboard (beyond loopback it needs --dashboard-password)",
+    )
+    parser.add_argument(
+        "--dashboard-password",
+        default=os.environ.get("AGENTWATCH_DASHBOARD_PASSWORD"),
+        help="password the dashboard asks for (env AGENTWATCH_DASHBOARD_PASSWORD)",
+    )
     parser.add_argument("--demo", action="store_true", help="run the demo agent fleet too")
     parser.add_argument(
         "--demo-rate", type=float, default=4.0, help="demo tickets per second (default: 4)"
@@ -160,6 +170,8 @@ def _run_up(args: argparse.Namespace) -> int:
     return run_up(
         _collector_config(args),
         dashboard_port=args.dashboard_port,
+        dashboard_host=args.dashboard_host,
+        dashboard_password=args.dashboard_password,
         demo=args.demo,
         alerts=_alert_options(args),
         schedule=DemoSchedule(tickets_per_s=args.demo_rate, tickets=args.demo_tickets),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agentwatch.storage._store import ServerStore
+from agentwatch.storage._store import ServerStore, StorageError
 
 from .up_process import (
     Up,
@@ -55,6 +55,20 @@ def test_up_prints_the_url_of_every_service(running: Up) -> None:
         assert any(line.split() == [name, f"http://127.0.0.1:{port}"] for line in running.lines), (
             printed
         )
+
+
+def test_the_query_password_is_generated_private_and_required(running: Up) -> None:
+    """On first start a password is made in the data directory (mode 0600), printed nowhere,
+    and the query endpoint refuses a client without it."""
+    secret = running.data_dir / "query-password"
+    assert secret.stat().st_mode & 0o777 == 0o600
+    password = secret.read_text().strip()
+    assert len(password) >= 16
+    assert password not in running.output
+    assert str(secret) in running.output  # where to find it is printed
+    anonymous = f"http://127.0.0.1:{running.ports['query']}/agentwatch"
+    with pytest.raises(StorageError, match="516"):
+        ServerStore(anonymous, connect_timeout_s=2.0)
 
 
 def test_demo_agents_data_reaches_the_store(running: Up) -> None:

@@ -106,8 +106,10 @@ class Up:
 
     @property
     def query_url(self) -> str:
-        """The collector's read-only ClickHouse endpoint, with the database."""
-        return f"http://127.0.0.1:{self.ports['query']}/agentwatch"
+        """The collector's read-only ClickHouse endpoint, with its generated password (read
+        from the data directory, as a user would) and the database."""
+        password = (self.data_dir / "query-password").read_text().strip()
+        return f"http://default:{password}@127.0.0.1:{self.ports['query']}/agentwatch"
 
     def wait_for_line(self, text: str, timeout: float) -> None:
         wait_until(

@@ -384,7 +384,7 @@ class TestReadOnlyEndpoint:
         assert reply.body.startswith(f"Code: 164. DB::Exception: {READ_ONLY}: DropQuery".encode())
 
     def test_the_engine_refuses_a_settings_clause_that_lifts_readonly(self, client: Client) -> None:
-        """A SELECT is admitted with its SETTINGS clause; the readonly session refuses the change."""
+        """A SETTINGS clause that lifts readonly is refused by the readonly session itself."""
         with pytest.raises(DatabaseError, match="readonly") as refused:
             client.command("SELECT 1 SETTINGS readonly = 0")
         assert refused.value.code == 164
@@ -513,9 +513,7 @@ def test_concurrent_clients_read_while_the_store_is_written(tmp_path: Path) -> N
     def read(worker: int, port: int, password: str) -> None:
         counts = seen.setdefault(worker, [])
         try:
-            reader = clickhouse_connect.get_client(
-                host="127.0.0.1", port=port, password=password
-            )
+            reader = clickhouse_connect.get_client(host="127.0.0.1", port=port, password=password)
             try:
                 for _ in range(25):
                     counts.append(stored_rows(reader))
@@ -526,7 +524,10 @@ def test_concurrent_clients_read_while_the_store_is_written(tmp_path: Path) -> N
 
     try:
         with QueryEndpoint(store, port=0) as endpoint:
-            workers = [threading.Thread(target=read, args=(i, endpoint.port, endpoint.password)) for i in range(4)]
+            workers = [
+                threading.Thread(target=read, args=(i, endpoint.port, endpoint.password))
+                for i in range(4)
+            ]
             for worker in workers:
                 worker.start()
             for _ in range(batches):
