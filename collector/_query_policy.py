@@ -386,11 +386,16 @@ class AllowList:
             return table.lower() in INFORMATION_SCHEMA_TABLES
         return False
 
-    def check_name(self, dotted: str) -> None:
-        """A (Table)Identifier: ``db.table[.column]`` must name an allowed table."""
+    def check_name(self, dotted: str, *, is_table: bool) -> None:
+        """``db.table``, or an identifier that may be ``db.table[.column]``, must name a table
+        that may be read. A table's ``db.`` always counts (a database made after start too);
+        an identifier's first part only when it names a database (else it is a column's:
+        ``Events.Timestamp``)."""
         parts = dotted.split(".")
-        known_database = len(parts) >= 2 and parts[0].lower() in self.databases
-        if known_database and not self.table_allowed(parts[0], parts[1]):
+        if len(parts) < 2:
+            return  # a table in the current database, which is one that may be read
+        database = parts[0].lower() in self.databases | {"system", "information_schema"}
+        if (is_table or database) and not self.table_allowed(parts[0], parts[1]):
             raise Refusal(ACCESS_DENIED, f"{parts[0]}.{parts[1]} is not readable here")
 
 
@@ -425,7 +430,7 @@ def admit(tree: Node, allow: AllowList, *, allow_write: bool = False) -> Admissi
                 "reaches outside the store: files, network, settings, host or processes)",
             )  # fmt: skip
         elif node.kind in ("Identifier", "TableIdentifier"):
-            allow.check_name(node.name)
+            allow.check_name(node.name, is_table=node.kind == "TableIdentifier")
         elif node.kind.startswith(("ShowCreate", "Exists")):
             words = node.detail.split(" ")
             if len(words) >= 2 and not allow.table_allowed(words[0], words[1]):

@@ -30,6 +30,7 @@ from agentwatch._demo import DemoFleet, FakeModelClient
 from agentwatch.collector._app import Collector, CollectorConfig
 from agentwatch.collector._query_endpoint import QueryEndpoint
 from agentwatch.collector._writer import WriterSettings
+from agentwatch.dashboards import _views
 from agentwatch.storage._schema import migrations
 from agentwatch.storage._store import EmbeddedStore
 from tests import polling
@@ -38,6 +39,13 @@ from .reference import Span, load_spans
 
 T = TypeVar("T")
 EMPTY_DB = "agentwatch_empty"
+# Databases some tests build beside the seeded one, in the same store. The collector's endpoint
+# reads only its own; a second endpoint over the same store reads these (Fleet.url_for).
+SIDE_DATABASES = frozenset(
+    {EMPTY_DB, "agentwatch_hours", "agentwatch_facts_only", "agentwatch_health_page"}
+)
+APP = Path(_views.__file__).resolve().parent / "app.py"
+PAGE_DIR = APP.parent / "pages"
 # A task type that needs escaping on the way to ClickHouse, whichever backend binds it.
 ODD_TASK_TYPE = "it's a \\ back\tslash"
 
@@ -54,13 +62,19 @@ class Fleet:
     collector: Collector
     store: EmbeddedStore
     query_url: str  # the collector's ClickHouse HTTP endpoint, with the database
-    empty_url: str  # the same endpoint, a database whose span table has no rows
+    side: QueryEndpoint  # the same store's SIDE_DATABASES
+    empty_url: str  # a database whose span table has no rows
     spans: list[Span]  # every stored row, read back with a plain SELECT
     exported: int  # spans the SDK exported (counted in memory on the SDK side)
     outcomes: Counter[str]  # what the demo fleet itself counted: handled / failed / limit_...
     started: datetime  # before the first span
     middle: datetime  # between batch A (before) and batches B, C (after)
     finished: datetime  # after the last span
+
+    def url_for(self, database: str) -> str:
+        """The URL to read one of the SIDE_DATABASES through the ClickHouse HTTP interface."""
+        assert database in SIDE_DATABASES, database
+        return self.side.client_url(database)
 
 
 def _configure(endpoint: str, memories: list[InMemorySpanExporter], service: str, env: str) -> None:
@@ -177,13 +191,13 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         for migration in migrations(EMPTY_DB, 30):
             for statement in migration.statements:
                 store.command(statement)
-        # The empty schema is not the store's own: its own endpoint serves it.
-        with QueryEndpoint(store, port=0, readable_databases=frozenset({EMPTY_DB})) as empty:
+        with QueryEndpoint(store, port=0, readable_databases=SIDE_DATABASES) as side:
             yield Fleet(
                 collector=collector,
                 store=store,
                 query_url=collector.query_client_url("agentwatch") or "",
-                empty_url=empty.client_url(EMPTY_DB),
+                side=side,
+                empty_url=side.client_url(EMPTY_DB),
                 spans=load_spans(store),
                 exported=exported,
                 outcomes=Counter(demo.outcomes),
@@ -194,3 +208,19 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     finally:
         aw.shutdown()
         collector.stop()
+
+
+@pytest.fixture(scope="package")
+def entry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-line entry script that runs the real ``app.py`` (unchanged, with its own
+    ``__file__``) from a directory without a ``pages/`` folder.
+
+    AppTest resets Streamlit's "legacy pages/ directory" flag before every run, so with the
+    entry script next to ``pages/`` every run would start in the legacy multipage mode (which
+    a real server is in only until the first ``st.navigation``). ``_views.page`` recovers from
+    that by rerunning through ``app.py`` (tested below), but the other tests should see the
+    server's steady state.
+    """
+    script = tmp_path_factory.mktemp("entry") / "dashboard.py"
+    script.write_text(f"import runpy\n\nrunpy.run_path({str(APP)!r}, run_name='__main__')\n")
+    return script

@@ -28,8 +28,8 @@ from agentwatch.storage._queries import Filters
 from agentwatch.storage._store import EmbeddedStore, Rows, apply_migrations
 from tests.alerts.workload import NS, Spans, ns
 
-from .conftest import Fleet
-from .test_pages import APP, PAGE_DIR, texts
+from .conftest import PAGE_DIR, Fleet
+from .test_pages import texts
 
 DATABASE = "agentwatch_health_page"
 FAILING, PASSING = "refund-policy", "greeting"
@@ -139,18 +139,9 @@ def seeded(fleet: Fleet) -> Iterator[Seeded]:
             spans.task(now_ns - k * 300 * NS, agent="tracker", task_type="order_status")
         store.insert_arrow("otel_traces", spans.table())
         aq.record_alerts(store, _alerts(now_ns // 1_000_000))
-        base = fleet.query_url.rsplit("/", 1)[0]
-        yield Seeded(f"{base}/{DATABASE}", store, now, runs)
+        yield Seeded(fleet.url_for(DATABASE), store, now, runs)
     finally:
         store.close()
-
-
-@pytest.fixture(scope="module")
-def entry(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Runs the real ``app.py`` from a directory without ``pages/`` (see test_pages.entry)."""
-    script = tmp_path_factory.mktemp("health-entry") / "dashboard.py"
-    script.write_text(f"import runpy\n\nrunpy.run_path({str(APP)!r}, run_name='__main__')\n")
-    return script
 
 
 def _point_at(monkeypatch: pytest.MonkeyPatch, url: str) -> None:

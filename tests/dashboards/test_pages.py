@@ -18,27 +18,9 @@ from agentwatch.storage import _queries as q
 from agentwatch.storage._queries import Filters
 
 from . import reference as ref
-from .conftest import Fleet
+from .conftest import APP, PAGE_DIR, Fleet
 
-APP = Path(_views.__file__).resolve().parent / "app.py"
-PAGE_DIR = APP.parent / "pages"
 PAGES = ("overview", "cost", "decisions", "traces", "health")
-
-
-@pytest.fixture(scope="module")
-def entry(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A one-line entry script that runs the real ``app.py`` (unchanged, with its own
-    ``__file__``) from a directory without a ``pages/`` folder.
-
-    AppTest resets Streamlit's "legacy pages/ directory" flag before every run, so with the
-    entry script next to ``pages/`` every run would start in the legacy multipage mode (which
-    a real server is in only until the first ``st.navigation``). ``_views.page`` recovers from
-    that by rerunning through ``app.py`` (tested below), but the other tests should see the
-    server's steady state.
-    """
-    script = tmp_path_factory.mktemp("entry") / "dashboard.py"
-    script.write_text(f"import runpy\n\nrunpy.run_path({str(APP)!r}, run_name='__main__')\n")
-    return script
 
 
 @pytest.fixture

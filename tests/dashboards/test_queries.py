@@ -535,7 +535,7 @@ def _copy_shifted(fleet: Fleet, database: str) -> tuple[datetime, timedelta]:
 @pytest.fixture(scope="module")
 def shifted(fleet: Fleet) -> Iterator[Shifted]:
     hour, shift = _copy_shifted(fleet, HOURS_DB)
-    store = ServerStore(fleet.query_url.rsplit("/", 1)[0] + "/" + HOURS_DB)
+    store = ServerStore(fleet.url_for(HOURS_DB))
     try:
         spans = ref.load_spans(fleet.store, HOURS_DB)
         assert len(spans) == fleet.exported
@@ -613,7 +613,7 @@ def test_whole_hours_are_read_from_the_trace_facts(fleet: Fleet) -> None:
     the facts) and a range of partial hours shows none (read from the spans)."""
     hour, _ = _copy_shifted(fleet, FACTS_ONLY_DB)
     fleet.store.command(f"TRUNCATE TABLE {FACTS_ONLY_DB}.otel_traces")
-    store = ServerStore(fleet.query_url.rsplit("/", 1)[0] + "/" + FACTS_ONLY_DB)
+    store = ServerStore(fleet.url_for(FACTS_ONLY_DB))
     try:
         whole = q.error_categories(store, Filters(start=hour - HOUR, end=hour + HOUR))
         partial = q.error_categories(store, Filters(start=hour - HOUR / 2, end=hour + HOUR / 2))
