@@ -69,10 +69,12 @@ from agentwatch.collector._query_protocol import (
     content_type,
     decode_body,
     engine_error,
+    fetched_by_another_page,
     form_fields,
     host_allowed,
     is_loopback,
     is_wildcard,
+    lower_headers,
     offered_passwords,
     origin_allowed,
     password_ok,
@@ -316,11 +318,14 @@ class QueryEndpoint:
 
     # -- serving
     def check_caller(self, headers: Mapping[str, str], params: Mapping[str, str]) -> None:
-        """Host, Origin and password, before anything of the request is read or run."""
+        """Host, Origin and password, before anything of the request is read or run
+        (``headers`` with lower-cased names)."""
         allowed = self.allowed_hosts()
-        if not host_allowed(headers.get("Host"), allowed):
+        if not host_allowed(headers.get("host"), allowed):
             raise EndpointError(ACCESS_DENIED, "The Host header does not name this endpoint", 403)
-        if not origin_allowed(headers.get("Origin"), allowed):
+        if fetched_by_another_page(headers) or not origin_allowed(
+            headers.get("origin"), allowed, self.port
+        ):
             raise EndpointError(ACCESS_DENIED, "Requests from other web pages are refused", 403)
         if not password_ok(self.password, offered_passwords(headers, params)):
             raise EndpointError(
@@ -535,8 +540,14 @@ class _DisconnectWatch:
             with self._lock:
                 running = dict(self._running)
             for connection, reader in running.items():
-                if _hung_up(connection):
-                    self.remove(connection)
+                if not _hung_up(connection):
+                    continue
+                # Under the lock, so that the query cannot end and its reader start the next
+                # request's query (which the kill would hit) between the check and the kill.
+                with self._lock:
+                    if self._running.get(connection) is not reader:
+                        continue
+                    del self._running[connection]
                     logger.info("client went away: cancelling its query")
                     _cancel(reader)
 
@@ -666,7 +677,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, b"Ok.\n", {"Content-Type": "text/html; charset=UTF-8"})
                 return
             params = dict(parse_qsl(url.query, keep_blank_values=True))
-            headers = dict(self.headers.items())
+            headers = lower_headers(self.headers.items())
             endpoint.check_caller(headers, params)
             if url.path != "/":
                 raise EndpointError(NOT_IMPLEMENTED, f"There is no handle {url.path}", 404)

@@ -274,13 +274,21 @@ def read_graph(graph: str) -> Node:
         raise Refusal(ACCESS_DENIED, "the engine's syntax tree could not be read")
     labels: dict[str, str] = {}
     edges: dict[str, list[str]] = {}
+    # Every line, read once: ("node", id, label), ("edge", parent, child) or ("stray", "", "").
+    seen: list[tuple[str, str, str]] = []
     root = ""
     for line in lines[2:-1]:
         if node := _NODE.fullmatch(line):
-            root = root or node.group(1)
-            labels.setdefault(node.group(1), node.group(2))
+            node_id, label = node.groups()
+            root = root or node_id
+            labels.setdefault(node_id, label)
+            seen.append(("node", node_id, label))
         elif edge := _EDGE.fullmatch(line):
-            edges.setdefault(edge.group(1), []).append(edge.group(2))
+            parent, child = edge.groups()
+            edges.setdefault(parent, []).append(child)
+            seen.append(("edge", parent, child))
+        else:
+            seen.append(("stray", "", ""))
     reachable = {root}
     pending = [root]
     while pending:
@@ -288,12 +296,9 @@ def read_graph(graph: str) -> Node:
             if child not in reachable:
                 reachable.add(child)
                 pending.append(child)
-    for line in lines[2:-1]:
-        node, edge = _NODE.fullmatch(line), _EDGE.fullmatch(line)
-        genuine = (node is not None and node.group(1) in reachable) or (
-            edge is not None and edge.group(1) in reachable
-        )
-        if not genuine or (node is not None and labels[node.group(1)] != node.group(2)):
+    for kind, first, second in seen:
+        genuine = kind != "stray" and first in reachable
+        if not genuine or (kind == "node" and labels[first] != second):
             raise Refusal(ACCESS_DENIED, "names with line breaks are refused")
     if not root or any(n not in labels for n in reachable):
         raise Refusal(ACCESS_DENIED, "the engine's syntax tree could not be read")

@@ -9,7 +9,7 @@ import importlib
 import ipaddress
 import re
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from email import message_from_bytes
 from email import policy as email_policy
 from typing import Any, Final
@@ -181,11 +181,13 @@ def decode_body(body: bytes, encoding: str, limit: int) -> bytes:
         if exc.reason == "decompressed_too_large":
             raise _too_large(limit) from exc
         raise EndpointError(BAD_ARGUMENTS, f"Cannot decode the {encoding} body: {exc}") from exc
+    except EndpointError:
+        raise
     except ImportError as exc:
         raise EndpointError(
             NOT_IMPLEMENTED, f"Content-Encoding {encoding} is not available here: {exc}"
         ) from exc
-    except (zlib.error, RuntimeError, ValueError, OSError) as exc:  # the client's bad body
+    except Exception as exc:  # each codec raises its own error type: the client's bad body
         raise EndpointError(BAD_ARGUMENTS, f"Cannot decode the {encoding} body: {exc}") from exc
     raise EndpointError(NOT_IMPLEMENTED, f"Unsupported Content-Encoding {encoding!r}")
 
@@ -223,11 +225,30 @@ def form_fields(body: bytes, content_type_header: str) -> dict[str, str]:
 
 
 # -- who may call ---------------------------------------------------------------------------------
+def lower_headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Header names lower-cased (HTTP names are case-insensitive); a request that repeats one
+    of the headers who-may-call is decided on is refused rather than guessed at."""
+    headers: dict[str, str] = {}
+    for name, value in items:
+        key = name.lower()
+        if key in headers and key in _SINGLE_HEADERS:
+            raise EndpointError(BAD_ARGUMENTS, f"Repeated {name} header", 400)
+        headers[key] = value
+    return headers
+
+
+_SINGLE_HEADERS: Final = frozenset(
+    {"host", "origin", "authorization", "x-clickhouse-user", "x-clickhouse-key", "sec-fetch-site",
+     "content-length", "transfer-encoding", "content-encoding"}
+)  # fmt: skip
+
+
 def offered_passwords(headers: Mapping[str, str], params: Mapping[str, str]) -> list[str]:
     """Every password the request offers, the ways ClickHouse accepts one: HTTP basic (any
-    user), ``X-ClickHouse-Key``, the ``password`` URL parameter; and ``Authorization: Bearer``."""
-    offered = [params.get("password", ""), headers.get("X-ClickHouse-Key", "")]
-    scheme, _, credentials = headers.get("Authorization", "").partition(" ")
+    user), ``X-ClickHouse-Key``, the ``password`` URL parameter; and ``Authorization: Bearer``.
+    ``headers`` from ``lower_headers``."""
+    offered = [params.get("password", ""), headers.get("x-clickhouse-key", "")]
+    scheme, _, credentials = headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer":
         offered.append(credentials.strip())
     elif scheme.lower() == "basic":
@@ -280,11 +301,24 @@ def host_allowed(host_header: str | None, allowed: frozenset[str]) -> bool:
     return _host_of(host_header) in allowed
 
 
-def origin_allowed(origin: str | None, allowed: frozenset[str]) -> bool:
-    """No Origin (not a browser), or a browser page served from this endpoint's own names."""
+def fetched_by_another_page(headers: Mapping[str, str]) -> bool:
+    """A browser says a page of another origin sent this (``Sec-Fetch-Site``), which it does
+    even where it sends no Origin (a no-cors GET). Clients that are not browsers send neither;
+    ``none`` is the user typing the URL."""
+    site = headers.get("sec-fetch-site")
+    return site is not None and site.strip().lower() not in ("same-origin", "none")
+
+
+def origin_allowed(origin: str | None, allowed: frozenset[str], port: int) -> bool:
+    """No Origin (not a browser), or a page of this endpoint's own origin: one of its names
+    and its port. Any other page (another site, another local app's port) is foreign."""
     if origin is None:
         return True
     parts = urlsplit(origin.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return False  # "null" and the like: sandboxed frames, file:// pages
-    return not allowed or parts.hostname.lower() in allowed
+    try:
+        origin_port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return False
+    return origin_port == port and (not allowed or parts.hostname.lower() in allowed)

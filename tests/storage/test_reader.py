@@ -75,6 +75,14 @@ def test_time_memory_and_result_limits_hold_at_the_engine(reader: ReaderSession)
     assert bytes(reader.run("SELECT 1", "TSV", None).bytes()) == b"1\n"  # and it still serves
 
 
+def test_a_settings_clause_in_a_subquery_lifts_no_limit(reader: ReaderSession) -> None:
+    """The engine does not apply a subquery's SETTINGS: readonly and the time limit still hold."""
+    lifted = "SELECT * FROM (SELECT getSetting('readonly') SETTINGS readonly = 0)"
+    assert bytes(reader.run(lifted, "TSV", None).bytes()) == b"1\n"
+    escape = f"SELECT * FROM ({RUNAWAY} SETTINGS max_execution_time = 0)"
+    assert code_of(reader, escape) == "Code: 159"
+
+
 def test_cancel_kills_the_running_query(store: EmbeddedStore) -> None:
     """``cancel`` (KILL QUERY on the store's own connection) ends a query long before its limit."""
     slow = ReaderSession(store, "reader_to_cancel", ReaderLimits(max_execution_time_s=120))
