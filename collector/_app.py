@@ -13,6 +13,7 @@ from types import FrameType
 from typing import Any
 
 from agentwatch._errors import ConfigurationError
+from agentwatch.collector._budget import MIB
 from agentwatch.collector._decode import DecodeLimits
 from agentwatch.collector._grpc import GrpcReceiver
 from agentwatch.collector._http import HttpReceiver
@@ -51,6 +52,8 @@ class CollectorConfig:
     limits: DecodeLimits = field(default_factory=DecodeLimits)
     native_decoder: bool = True
     max_concurrent_requests: int = 16
+    max_request_decoded_bytes: int = 64 * MIB
+    max_decoded_bytes_in_flight: int = 256 * MIB
 
 
 PASSWORD_FILE = "query-password"  # noqa: S105 - a file name, not a password
@@ -103,6 +106,9 @@ class Collector:
                 limits=config.limits,
                 native_decoder=config.native_decoder,
                 max_concurrent_requests=config.max_concurrent_requests,
+                max_request_decoded_bytes=config.max_request_decoded_bytes,
+                max_decoded_bytes_in_flight=config.max_decoded_bytes_in_flight,
+                retention_days=config.retention_days,
             ),
         )
         self.http = HttpReceiver(self.ingestor, config.host, config.http_port)

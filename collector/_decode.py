@@ -25,11 +25,13 @@ STATUS_CODES: Final = ("Unset", "Ok", "Error")
 
 
 class InvalidRequest(ValueError):
-    """The request cannot be stored; the message says what is wrong (sent back as a 400)."""
+    """The request cannot be stored; the message says what is wrong (sent back as ``status``,
+    a 400 unless the request is merely too big)."""
 
-    def __init__(self, message: str, reason: str = "invalid") -> None:
+    def __init__(self, message: str, reason: str = "invalid", status: int = 400) -> None:
         super().__init__(message)
         self.reason = reason
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,6 +420,39 @@ def request_to_columns(
     return cols
 
 
+# No encoded byte decodes into more than this many bytes of columns: the worst is an empty
+# event or link (2 bytes on the wire, four 4-byte offsets in the rows).
+COLUMN_BYTES_PER_ENCODED_BYTE: Final = 8
+# What a span's row costs beyond its encoded bytes: fixed-width columns, offsets, hex ids.
+COLUMN_BYTES_PER_SPAN: Final = 256
+# What parsing a JSON body costs: the text, then a Python object (and a message) per container.
+JSON_BYTES_PER_BYTE: Final = 4
+JSON_BYTES_PER_CONTAINER: Final = 200
+
+
+def decoded_size(request: ExportTraceServiceRequest, encoded_bytes: int) -> int:
+    """An upper bound on the bytes the request's rows take once decoded, found before decoding.
+
+    A resource's attributes and a scope's name and version are copied into each of their spans'
+    rows, so they count once per span: that is where a small request becomes gigabytes of rows.
+    Walks resources and scopes only, not spans (cheap beside the decode it guards).
+    """
+    size = COLUMN_BYTES_PER_ENCODED_BYTE * encoded_bytes
+    for resource_spans in request.resource_spans:
+        resource = resource_spans.resource.ByteSize()
+        for scope_spans in resource_spans.scope_spans:
+            per_span = resource + scope_spans.scope.ByteSize() + COLUMN_BYTES_PER_SPAN
+            size += per_span * len(scope_spans.spans)
+    return size
+
+
+def json_parse_size(body: bytes) -> int:
+    """An upper bound on what parsing a JSON body takes, from a scan at C speed: ``{},{},...``
+    is small gzipped and small as text, but millions of objects once parsed."""
+    containers = body.count(b"{") + body.count(b"[")
+    return JSON_BYTES_PER_BYTE * len(body) + JSON_BYTES_PER_CONTAINER * containers
+
+
 def parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
     request = ExportTraceServiceRequest()
     try:
@@ -442,6 +477,12 @@ def _hex_to_b64(value: Any, what: str) -> Any:
     return base64.b64encode(raw).decode()
 
 
+_TOO_DEEP: Final = (
+    "body is not a valid OTLP/JSON trace request: it nests deeper than the 100 levels "
+    "protobuf allows"
+)
+
+
 def parse_json(body: bytes) -> ExportTraceServiceRequest:
     """OTLP/JSON: ids are hex (not base64 as in proto3 JSON), enums may be numbers."""
     try:
@@ -450,6 +491,8 @@ def parse_json(body: bytes) -> ExportTraceServiceRequest:
         raise InvalidRequest(f"body is not valid UTF-8: {exc}", "invalid_utf8") from exc
     except json.JSONDecodeError as exc:
         raise InvalidRequest(f"body is not valid JSON: {exc}", "malformed_json") from exc
+    except RecursionError as exc:
+        raise InvalidRequest(_TOO_DEEP, "too_deep") from exc
     if not isinstance(document, dict):
         raise InvalidRequest(
             "OTLP/JSON body must be an object with resourceSpans", "malformed_json"
@@ -469,6 +512,8 @@ def parse_json(body: bytes) -> ExportTraceServiceRequest:
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
     except InvalidRequest:
         raise
+    except RecursionError as exc:
+        raise InvalidRequest(_TOO_DEEP, "too_deep") from exc
     except (json_format.ParseError, AttributeError, TypeError, ValueError) as exc:
         raise InvalidRequest(
             f"body is not a valid OTLP/JSON trace request: {exc}", "malformed_json"

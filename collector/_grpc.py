@@ -9,9 +9,10 @@ from typing import Any
 import grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from agentwatch.collector._budget import MemoryBusy
 from agentwatch.collector._decode import InvalidRequest
-from agentwatch.collector._ingest import Ingestor, StoreTimeout, token_ok
-from agentwatch.collector._writer import Overloaded, WriterStopped
+from agentwatch.collector._ingest import Ingestor, StoreTimeout, token_ok, trace_reply
+from agentwatch.collector._writer import Overloaded, RowsRefused, WriterStopped
 from agentwatch.storage._store import StorageError
 
 logger = logging.getLogger("agentwatch.collector")
@@ -38,12 +39,22 @@ class _TraceService:
                 "missing or wrong ingest token (send authorization: Bearer <token>)",
             )
         try:
-            self.ingestor.ingest_protobuf(body)
+            return trace_reply(self.ingestor.ingest_protobuf(body))
         except InvalidRequest as exc:
-            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, exc.reason, str(exc))
-        except (Overloaded, WriterStopped) as exc:
+            code = grpc.StatusCode.INVALID_ARGUMENT
+            if exc.status == 413:
+                code = grpc.StatusCode.RESOURCE_EXHAUSTED
+            self._abort(context, code, exc.reason, str(exc))
+        except (Overloaded, MemoryBusy, WriterStopped) as exc:
             # UNAVAILABLE is retryable for OTLP exporters; they back off before retrying.
             self._abort(context, grpc.StatusCode.UNAVAILABLE, "overloaded", str(exc))
+        except RowsRefused as exc:
+            self._abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "rows_refused",
+                f"spans were not stored: {exc}",
+            )
         except (StoreTimeout, StorageError) as exc:
             self._abort(
                 context,

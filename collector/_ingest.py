@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import hmac
+import time
 import zlib
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 
+from agentwatch._errors import ConfigurationError
+from agentwatch.collector._budget import MIB, MemoryBudget
 from agentwatch.collector._decode import (
     DecodeLimits,
     InvalidRequest,
+    decoded_size,
+    json_parse_size,
+    parse_json,
     parse_protobuf,
     request_to_columns,
 )
@@ -20,7 +29,9 @@ from agentwatch.collector._native_rows import native_spans_to_arrow
 from agentwatch.collector._pricing import PriceTable
 from agentwatch.collector._rows import spans_to_arrow
 from agentwatch.collector._stats import Stats
+from agentwatch.collector._storable import StorableWindow, rejection_message, split_storable
 from agentwatch.collector._writer import BatchWriter
+from agentwatch.storage._store import DEFAULT_RETENTION_DAYS
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,12 +44,36 @@ class IngestSettings:
     read_timeout_s: float = 30.0
     ingest_token: str | None = None
     limits: DecodeLimits = field(default_factory=DecodeLimits)
+    # What one request may take once decoded (rows, resource copies, JSON parsing), and what
+    # all requests in progress may take together (beyond it: 503, Retry-After).
+    max_request_decoded_bytes: int = 64 * MIB
+    max_decoded_bytes_in_flight: int = 256 * MIB
+    # Spans older than the store's retention would be dropped at insert: refused instead.
+    retention_days: int = DEFAULT_RETENTION_DAYS
     # Decode protobuf with the native decoder when it is built (the Python one is the fallback).
     native_decoder: bool = True
 
 
 class StoreTimeout(Exception):
     """Rows were queued but not committed in time; the client should retry."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    """What became of a request's spans: stored, or refused (with the reason, for the sender)."""
+
+    stored: int
+    rejected: int = 0
+    message: str = ""
+
+
+def trace_reply(ingested: Ingested) -> ExportTraceServiceResponse:
+    """The OTLP answer: success, or partial success naming the spans that were not stored."""
+    reply = ExportTraceServiceResponse()
+    if ingested.rejected:
+        reply.partial_success.rejected_spans = ingested.rejected
+        reply.partial_success.error_message = ingested.message
+    return reply
 
 
 def token_ok(settings: IngestSettings, presented: str | None) -> bool:
@@ -79,43 +114,83 @@ def gunzip(body: bytes, limit: int) -> bytes:
 
 
 class Ingestor:
-    """Turns a decoded request into committed rows; shared by every receiver."""
+    """Turns a request body into committed rows; shared by every receiver."""
 
     def __init__(
         self, writer: BatchWriter, prices: PriceTable, stats: Stats, settings: IngestSettings
     ) -> None:
+        if settings.max_request_decoded_bytes > settings.max_decoded_bytes_in_flight:
+            raise ConfigurationError(
+                "max_request_decoded_bytes cannot exceed max_decoded_bytes_in_flight"
+            )
         self.writer = writer
         self.prices = prices
         self.stats = stats
         self.settings = settings
+        self.budget = MemoryBudget(settings.max_decoded_bytes_in_flight)
+        self.window = StorableWindow(settings.retention_days)
 
-    def ingest_protobuf(self, body: bytes) -> int:
-        """``ingest`` for an OTLP protobuf body, decoded natively when possible.
+    def ingest_protobuf(self, body: bytes) -> Ingested:
+        """Store a protobuf request's spans, decoded natively when possible; returns once they
+        are committed. Raises ``InvalidRequest``, ``MemoryBusy``, ``Overloaded``,
+        ``WriterStopped``, ``RowsRefused``, ``StoreTimeout`` or the store's error, and then
+        nothing of this request is acknowledged.
 
         protobuf parses it first either way, so what is rejected as malformed (and the
-        message saying why) does not depend on the decoder."""
+        message saying why) does not depend on the decoder; the parse also bounds the rows."""
         request = parse_protobuf(body)
-        table = None
-        if self.settings.native_decoder:
-            table = native_spans_to_arrow(body, self.settings.limits, self.prices)
-        if table is None:
-            table = self._decode(request)
-        else:
-            self.stats.request(table.num_rows, native=True)
-        del request  # not kept in memory while waiting for the commit
-        return self._wait(self._submit(table), table.num_rows)
+        cost = len(body) + self._check_size(decoded_size(request, len(body)), "decoded rows")
+        with self.budget.hold(cost, self.settings.in_flight_wait_s):
+            table = None
+            if self.settings.native_decoder:
+                table = native_spans_to_arrow(body, self.settings.limits, self.prices)
+            if table is None:
+                table = self._decode(request)
+            else:
+                self.stats.request(table.num_rows, native=True)
+            del request  # not kept in memory while waiting for the commit
+            return self._store(table)
 
-    def ingest(self, request: ExportTraceServiceRequest) -> int:
-        """Store every span of ``request``; returns once they are committed. Raises
-        ``InvalidRequest``, ``Overloaded``, ``WriterStopped``, ``StoreTimeout`` or the store's
-        error, in which case nothing of this request is acknowledged."""
-        table = self._decode(request)
-        return self._wait(self._submit(table), table.num_rows)
+    def ingest_json(self, body: bytes) -> Ingested:
+        """``ingest_protobuf`` for an OTLP/JSON body; its parsing is bounded before it starts."""
+        parsing = len(body) + self._check_size(json_parse_size(body), "JSON parsing")
+        with self.budget.hold(parsing, self.settings.in_flight_wait_s):
+            request = parse_json(body)
+            rows = self._check_size(decoded_size(request, request.ByteSize()), "decoded rows")
+            with self.budget.hold(rows, self.settings.in_flight_wait_s):
+                table = self._decode(request)
+                del request
+                return self._store(table)
+
+    def _check_size(self, size: int, what: str) -> int:
+        limit = self.settings.max_request_decoded_bytes
+        if size > limit:
+            raise InvalidRequest(
+                f"request too large once decoded: its {what} would take about {size >> 20} MiB, "
+                f"more than the limit of {limit >> 20} MiB (max_request_decoded_bytes); "
+                "send fewer spans per request, or a smaller resource",
+                "decoded_too_large",
+                413,
+            )
+        return size
 
     def _decode(self, request: ExportTraceServiceRequest) -> pa.Table:
         columns = request_to_columns(request, self.settings.limits)
         self.stats.request(len(columns))
         return spans_to_arrow(columns, self.prices)
+
+    def _store(self, table: pa.Table) -> Ingested:
+        split = split_storable(table, self.window, time.time_ns())
+        if not split.rejected:
+            return Ingested(self._wait(self._submit(table), table.num_rows))
+        for reason, count in split.rejected.items():
+            self.stats.spans_rejected(reason, count)
+        message = rejection_message(split, table.num_rows, self.window)
+        if split.kept.num_rows == 0:
+            raise InvalidRequest(message, next(iter(split.rejected)))
+        del table
+        stored = self._wait(self._submit(split.kept), split.kept.num_rows)
+        return Ingested(stored, split.rejected_count, message)
 
     def _submit(self, table: pa.Table) -> Future[None] | None:
         return self.writer.submit(table) if table.num_rows else None

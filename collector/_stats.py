@@ -16,7 +16,8 @@ class Stats:
         self.spans_received = 0
         self.requests_decoded_natively = 0
         self.spans_stored = 0
-        self.rejected: Counter[str] = Counter()
+        self.rejected: Counter[str] = Counter()  # requests, by reason
+        self.spans_refused: Counter[str] = Counter()  # spans of stored requests, by reason
         self.inserts = 0
         self.insert_seconds_total = 0.0
         self.insert_seconds_max = 0.0
@@ -32,6 +33,10 @@ class Stats:
     def reject(self, reason: str) -> None:
         with self._lock:
             self.rejected[reason] += 1
+
+    def spans_rejected(self, reason: str, spans: int) -> None:
+        with self._lock:
+            self.spans_refused[reason] += spans
 
     def stored(self, spans: int, seconds: float) -> None:
         with self._lock:
@@ -53,6 +58,7 @@ class Stats:
                 "spans_received": self.spans_received,
                 "spans_stored": self.spans_stored,
                 "rejected": dict(self.rejected),
+                "spans_rejected": dict(self.spans_refused),
                 "queue_depth_spans": depth,
                 "inserts": self.inserts,
                 "insert_failures": self.insert_failures,
@@ -76,6 +82,11 @@ class Stats:
         lines += [
             f'agentwatch_rejected_total{{reason="{reason}"}} {count}'
             for reason, count in sorted(snap["rejected"].items())
+        ]
+        lines.append("# TYPE agentwatch_spans_rejected_total counter")
+        lines += [
+            f'agentwatch_spans_rejected_total{{reason="{reason}"}} {count}'
+            for reason, count in sorted(snap["spans_rejected"].items())
         ]
         lines += [
             "# TYPE agentwatch_queue_depth_spans gauge",

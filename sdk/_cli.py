@@ -86,12 +86,35 @@ def _collector_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="decode OTLP protobuf in Python only, not with the native decoder (same rows)",
     )
+    limits = parser.add_argument_group("ingest limits (beyond them: 413, or 503 + Retry-After)")
+    limits.add_argument(
+        "--max-body-mb", type=int, default=16, help="request body as sent (default: 16)"
+    )
+    limits.add_argument(
+        "--max-request-decoded-mb",
+        type=int,
+        default=64,
+        help="one request once decoded: rows, resource copies, JSON parsing (default: 64)",
+    )
+    limits.add_argument(
+        "--max-decoded-in-flight-mb",
+        type=int,
+        default=256,
+        help="all requests in progress together, decoded (default: 256)",
+    )
+    limits.add_argument(
+        "--max-concurrent-requests",
+        type=int,
+        default=16,
+        help="requests decoded at once (default: 16)",
+    )
 
 
 def _collector_config(args: argparse.Namespace) -> CollectorConfig:
     from pathlib import Path
 
     from agentwatch.collector._app import CollectorConfig
+    from agentwatch.collector._budget import MIB
 
     return CollectorConfig(
         data_dir=Path(args.data_dir),
@@ -107,6 +130,10 @@ def _collector_config(args: argparse.Namespace) -> CollectorConfig:
         prices_file=Path(args.prices) if args.prices else None,
         retention_days=args.retention_days,
         native_decoder=not args.python_decoder,
+        max_body_bytes=args.max_body_mb * MIB,
+        max_request_decoded_bytes=args.max_request_decoded_mb * MIB,
+        max_decoded_bytes_in_flight=args.max_decoded_in_flight_mb * MIB,
+        max_concurrent_requests=args.max_concurrent_requests,
     )
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import json
+import random
+import tracemalloc
 
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
@@ -13,11 +15,15 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from agentwatch.collector._decode import (
     DecodeLimits,
     InvalidRequest,
+    decoded_size,
+    json_parse_size,
     parse_json,
     parse_protobuf,
     request_to_columns,
     value_to_string,
 )
+from agentwatch.collector._pricing import PriceTable
+from agentwatch.collector._rows import spans_to_arrow
 from tests.collector.conftest import any_value, make_request, make_span, new_trace_id
 
 TRACE = bytes.fromhex("0102030405060708090a0b0c0d0e0f10")
@@ -410,3 +416,110 @@ def test_invalid_json_bodies_are_rejected_naming_the_problem(body: bytes, reason
         parse_json(body)
     assert caught.value.reason == reason
     assert words in str(caught.value)
+
+
+# -- what a request will cost, known before decoding it ------------------------------------------
+def _with_events(count: int, *, empty: bool) -> Span:
+    span = make_span("evented")
+    for _ in range(count):
+        event = span.events.add()
+        if not empty:
+            event.name = "e"
+            event.time_unix_nano = span.start_time_unix_nano
+    return span
+
+
+def _with_links(count: int) -> Span:
+    span = make_span("linked")
+    for _ in range(count):
+        span.links.add()
+    return span
+
+
+COST_SHAPES = {
+    "plain spans": make_request(*(make_span(f"op {i}", {"k": "v", "n": i}) for i in range(500))),
+    "big resource": make_request(
+        *(make_span("s") for _ in range(500)), resource={"blob": "x" * 20_000}
+    ),
+    "empty events": make_request(*(_with_events(256, empty=True) for _ in range(50))),
+    "named events": make_request(*(_with_events(100, empty=False) for _ in range(50))),
+    "empty links": make_request(*(_with_links(128) for _ in range(50))),
+    "doubles and arrays": make_request(
+        *(
+            make_span("d", {"x": 1.2345678901234567e-300, "a": [1, 2, 3], "m": {}})
+            for _ in range(500)
+        )
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", COST_SHAPES, ids=list(COST_SHAPES))
+def test_the_decoded_size_bound_is_not_below_the_rows(shape: str) -> None:
+    """``decoded_size`` is what the budget reserves before decoding: the columns made are never
+    more (here through the Python decoder's Arrow table; the native one builds the same)."""
+    request = COST_SHAPES[shape]
+    body = request.SerializeToString()
+    rows = spans_to_arrow(request_to_columns(request), PriceTable())
+    assert rows.nbytes <= decoded_size(request, len(body))
+
+
+def test_the_bound_counts_the_resource_once_per_span() -> None:
+    request = COST_SHAPES["big resource"]
+    assert decoded_size(request, 0) >= 500 * 20_000
+
+
+def test_json_parse_size_counts_every_container() -> None:
+    assert json_parse_size(b'{"resourceSpans":[' + b"{}," * 999 + b"{}]}") >= 1000 * 200
+
+
+def _random_json(rng: random.Random, depth: int) -> object:
+    kind = rng.randrange(7 if depth < 30 else 4)
+    if kind == 0:
+        return rng.choice([None, True, False])
+    if kind == 1:
+        return rng.choice([0, -1, 2**64, 1.5e308, "1", ""])
+    if kind == 2:
+        return rng.choice(["resourceSpans", "scopeSpans", "spans", "x" * rng.randrange(50)])
+    if kind == 3:
+        return "00" * rng.choice([8, 16, 3])
+    if kind == 4:
+        return [_random_json(rng, depth + 1) for _ in range(rng.randrange(4))]
+    keys = [
+        "resourceSpans",
+        "scopeSpans",
+        "spans",
+        "attributes",
+        "key",
+        "value",
+        "traceId",
+        "spanId",
+        "startTimeUnixNano",
+        "arrayValue",
+        "values",
+        "kvlistValue",
+        "events",
+    ]
+    return {rng.choice(keys): _random_json(rng, depth + 1) for _ in range(rng.randrange(4))}
+
+
+def test_json_bodies_of_random_shape_decode_or_are_refused_cleanly() -> None:
+    """A fuzz of the JSON decoder: whatever shape, a request or ``InvalidRequest`` (never another
+    exception), and parsing never allocates more than ``json_parse_size`` said it would."""
+    rng = random.Random(20261203)
+    outcomes = {"decoded": 0, "refused": 0}
+    for _ in range(300):
+        body = json.dumps({"resourceSpans": _random_json(rng, 0)}).encode()
+        if rng.random() < 0.1:
+            body = body[: rng.randrange(len(body))]  # cut short
+        tracemalloc.start()
+        try:
+            parse_json(body)
+            outcomes["decoded"] += 1
+        except InvalidRequest:
+            outcomes["refused"] += 1
+        finally:
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+        assert peak <= json_parse_size(body) + 64 * 1024, body[:200]
+    assert outcomes["decoded"]
+    assert outcomes["refused"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,13 @@ from agentwatch.collector._pricing import PriceTable
 from agentwatch.collector._stats import Stats
 from agentwatch.collector._writer import BatchWriter
 from agentwatch.storage._store import EmbeddedStore, apply_migrations
-from tests.collector.conftest import wait_until
+from tests.collector.conftest import (
+    Reply,
+    StartPipeline,
+    post_request,
+    trace_batch,
+    wait_until,
+)
 
 
 @dataclass
@@ -70,22 +77,28 @@ def status_of(port: int) -> tuple[int, str | None]:
         conn.close()
 
 
-@pytest.mark.parametrize("receiver", [30.0], indirect=True, ids=["read_timeout=30s"])
-def test_requests_beyond_the_in_flight_limit_get_503_with_retry_after(receiver: Receiver) -> None:
-    """While the one allowed request is being read, another waits briefly, then is refused."""
-    stalled = stalled_request(receiver.port)
+def test_requests_beyond_the_in_flight_limit_get_503_with_retry_after(
+    start_pipeline: StartPipeline,
+) -> None:
+    """While the one allowed request is being ingested, another waits briefly, then is refused.
+
+    The slot bounds decoding and ingesting, so it is held by a request whose body has arrived
+    (here: one waiting for its insert to commit), never by a client still sending its body."""
+    pipeline = start_pipeline(max_concurrent_requests=1, in_flight_wait_s=0.05)
+    pipeline.store.gate.clear()
+    replies: list[Reply] = []
+    holder = threading.Thread(
+        target=lambda: replies.append(post_request(pipeline.http_url, trace_batch(1)))
+    )
+    holder.start()
     try:
-        # The stalled request may not have reached the handler yet: poll until it holds the slot.
-
-        def refused() -> tuple[int, str | None] | None:
-            reply = status_of(receiver.port)
-            return reply if reply[0] == 503 else None
-
-        reply = wait_until(refused, timeout=5, what="a 503 while the slot is held")
-        assert reply == (503, "1")
-        assert receiver.stats.snapshot()["rejected"]["overloaded"] >= 1
+        wait_until(pipeline.store.insert_waiting.is_set, what="the first request's insert")
+        assert status_of(pipeline.http.port) == (503, "1")
+        assert pipeline.stats.snapshot()["rejected"]["overloaded"] >= 1
     finally:
-        stalled.close()
+        pipeline.store.gate.set()
+        holder.join(30)
+    assert [reply.status for reply in replies] == [200]
 
 
 def test_a_stalled_client_is_dropped_and_frees_its_slot(receiver: Receiver) -> None:

@@ -1,6 +1,7 @@
 """The batching writer over a real embedded store: futures complete only after the insert that
 holds their rows committed; a full queue refuses new rows at once (bounded memory, nothing
-dropped); queued rows are batched; failures reach every waiting request; stop drains.
+dropped); queued rows are batched; a failed insert of one request fails it with the store's
+error (how a failed batch of several is split up: test_writer_isolation.py); stop drains.
 
 Inserts are slowed with ``GatedStore`` (see conftest): the real store, with each insert waiting
 for the test to open a gate, so "the store is slower than the arrivals" happens exactly when a
@@ -143,15 +144,17 @@ def test_rows_queued_while_an_insert_runs_go_out_together_in_batches(
     assert snapshot["inserts"] == 3  # 1 row, then 10 + 10 rows (max_batch_rows=10)
 
 
-def test_a_failed_insert_fails_every_request_in_it_and_the_writer_carries_on(
+def test_a_failed_insert_of_one_request_fails_it_with_the_store_error_and_the_writer_carries_on(
     store: GatedStore, make_writer: type[BatchWriter]
 ):
     stats = Stats()
     writer = make_writer(store, stats, WriterSettings(max_delay_s=0.0))
     bad = rows(2).append_column("NoSuchColumn", pa.array(["x", "y"]))
+    # Alone in its batch: nothing tells its rows from the store, so not RowsRefused.
     with pytest.raises(StorageError, match="NoSuchColumn"):
         writer.submit(bad).result(timeout=30)
     assert stats.snapshot()["insert_failures"] == 1
+    assert stats.snapshot()["spans_stored"] == 0
     assert writer.queued_rows == 0
     trace_id = new_trace_id()
     writer.submit(rows(2, trace_id)).result(timeout=30)
