@@ -928,8 +928,13 @@ def run_load(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         if target.query_port is not None:
             import clickhouse_connect
 
+            # The collector keeps the query endpoint's password in its data directory.
+            password = (target.data_dir / "query-password").read_text(encoding="utf-8").strip()
             target.client = clickhouse_connect.get_client(
-                host="127.0.0.1", port=target.query_port, autogenerate_session_id=False
+                host="127.0.0.1",
+                port=target.query_port,
+                password=password,
+                autogenerate_session_id=False,
             )
         # Warm-up: one request resolves the price of every model and makes the first part.
         warm = ClientResult()
@@ -979,7 +984,8 @@ def run_load(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         for client in clients:
             client.join(30)
         stats = http_json(http_port, "/stats")
-        parts = target.parts() if target.client is not None else None
+        # The embedded store's query endpoint does not serve system.parts: read the store after.
+        parts = target.parts() if target.client is not None and target.mode == "server" else None
     finally:
         stop_py_spy(spy)
         if sampler.is_alive():
@@ -988,7 +994,7 @@ def run_load(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         for client in clients:
             if client.is_alive():
                 client.terminate()
-    if parts is None:  # embedded without an endpoint: the collector is gone, read the store here
+    if parts is None:  # embedded: the collector is gone, read the store here
         from agentwatch.storage._store import EmbeddedStore
 
         store = EmbeddedStore(data_dir / "data")

@@ -90,9 +90,6 @@ class Collector:
         overrides = load_overrides(config.prices_file) if config.prices_file else []
         self.store: Store = open_store(config.clickhouse_url, config.data_dir / "data")
         apply_migrations(self.store, config.retention_days)
-        if isinstance(self.store, EmbeddedStore):
-            reclaimed = self.store.reclaim_code_pages()
-            logger.debug("advised the kernel to reclaim %d MB of chDB's code", reclaimed >> 20)
         self.stats = Stats()
         self.writer = BatchWriter(self.store, self.stats, config.writer)
         self.ingestor = Ingestor(
@@ -130,11 +127,15 @@ class Collector:
 
     def start(self) -> None:
         self.writer.start()
+        if self.query is not None:  # first, so that a healthy /healthz means all is up
+            self.query.start()
         self.http.start()
         if self.grpc is not None:
             self.grpc.start()
-        if self.query is not None:
-            self.query.start()
+        if isinstance(self.store, EmbeddedStore):
+            # After the query endpoint's reader sessions have opened and read the catalog.
+            reclaimed = self.store.reclaim_code_pages()
+            logger.debug("advised the kernel to reclaim %d MB of chDB's code", reclaimed >> 20)
 
     def urls(self) -> dict[str, str]:
         host = self.config.host
