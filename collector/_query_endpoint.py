@@ -176,6 +176,23 @@ class _ReaderPool:
             reader.close()
 
 
+def _discard_leftovers(reader: ReaderSession) -> None:
+    """After a failed request, run throwaway queries until the reader answers exactly.
+
+    chDB (4.4) keeps what a query wrote before it failed (a result limit, ``throwIf``, a kill,
+    ...) and puts it in front of the connection's next result: without this, one client's rows
+    would reach the next request on the reader (in its result, or in the syntax error of its
+    mangled parse). One throwaway query takes the leftovers; the second answers clean."""
+    for _ in range(3):
+        try:
+            if bytes(reader.run("SELECT 1", "TSV", None).bytes()) == b"1\n":
+                return
+        except StorageError as exc:
+            logger.warning("could not clear a reader after a failed query: %s", exc)
+            return
+    logger.warning("a reader kept answering with another query's output")
+
+
 def _cancel(reader: ReaderSession) -> None:
     try:
         reader.cancel()
@@ -400,7 +417,11 @@ class QueryEndpoint:
         reader = self._pool.acquire()
         try:
             with reader.lock:
-                return work(reader)
+                try:
+                    return work(reader)
+                except BaseException:
+                    _discard_leftovers(reader)
+                    raise
         finally:
             self._pool.release(reader)
 

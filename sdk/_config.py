@@ -117,7 +117,9 @@ def configure(
     then to ``http://localhost:4318``. ``exporter`` replaces the OTLP exporter (tests use an
     in-memory one); ``span_processors`` are added as they are, with no batching of ours.
     Prompt and response text is recorded only with ``capture_content=True`` and then passes
-    through ``redact`` (emails, phone and card numbers, API keys by default).
+    through ``redact`` (``default_redactor``: keys, tokens, passwords, e-mails, cards, IBANs,
+    SSNs, phone numbers) and is cut to ``max_content_chars``. Exception messages follow the same
+    policy: with capture off only the exception's type and its frames are recorded.
     """
     if protocol not in ("http/protobuf", "grpc"):
         raise ConfigurationError(f"protocol must be 'http/protobuf' or 'grpc', not {protocol!r}")

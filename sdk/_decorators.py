@@ -32,7 +32,13 @@ from agentwatch import _semconv as sc
 from agentwatch._config import STATE, Settings
 from agentwatch._errors import AgentLimitExceeded, ConfigurationError
 from agentwatch._limits import Budget, Limits, estimate_cost_usd
-from agentwatch._redact import truncate
+from agentwatch._redact import (
+    bounded_redact,
+    default_redactor,
+    exception_message,
+    exception_stacktrace,
+    exception_type_name,
+)
 from agentwatch._run import Run, current_run, with_run
 from agentwatch._safety import internal_error
 from agentwatch._usage import Usage, extract_stream_event, extract_usage, response_text, stream_text
@@ -45,16 +51,59 @@ SpanRole = Literal["agent", "tool", "llm"]
 
 def error_type(exc: BaseException) -> str:
     """``error.type`` as the conventions ask: the exception's fully qualified class name."""
-    cls = type(exc)
-    if cls.__module__ == "builtins":
-        return cls.__qualname__
-    return f"{cls.__module__}.{cls.__qualname__}"
+    return exception_type_name(exc)
 
 
 def capture_text(settings: Settings, value: Any) -> str:
-    """Serialize, redact and truncate content that the user opted in to record."""
+    """Serialize, redact and truncate content that the user opted in to record.
+
+    Only the first ``max_content_chars`` (plus a margin) are redacted: the cost is bounded
+    whatever the size of ``value``'s text.
+    """
     text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
-    return truncate(settings.redact(text), settings.max_content_chars)
+    return bounded_redact(settings.redact, text, settings.max_content_chars)
+
+
+# Exception messages and stack traces are cut shorter than content: they repeat on every error.
+MAX_ERROR_MESSAGE_CHARS = 1000
+
+
+def record_error(span: Span, exc: BaseException, settings: Settings | None) -> None:
+    """Mark ``span`` failed with ``exc``, under the content policy (never the raw message).
+
+    ``error.type`` is always set. With content capture off, the status description is the
+    exception's type and the ``exception`` event carries the type and a stack trace whose
+    frames are kept but whose exception lines are the type only (messages quote arguments and
+    answers): no message leaves the process. With content capture on, the message is redacted
+    (``redact=``) and cut to 1000 characters, in the status, the event and the stack trace.
+    agentwatch's own ``AgentLimitExceeded`` message (a limit and numbers) is kept in both modes.
+    """
+    redact = settings.redact if settings is not None else default_redactor
+    capture = settings.capture_content if settings is not None else False
+    max_chars = MAX_ERROR_MESSAGE_CHARS
+    if settings is not None:
+        max_chars = min(max_chars, settings.max_content_chars)
+    name = exception_type_name(exc)
+    span.set_attribute(sc.ERROR_TYPE, name)
+    try:
+        message = exception_message(
+            exc, redact=redact, capture_content=capture, max_chars=max_chars
+        )
+        stacktrace = exception_stacktrace(
+            exc, redact=redact, capture_content=capture, max_chars=max_chars
+        )
+    except Exception:  # a failing redactor: ship nothing it was meant to clean
+        message, stacktrace = None, f"{name}\n"
+    span.set_status(Status(StatusCode.ERROR, message or name))
+    attributes: dict[str, str] = {
+        "exception.type": name,
+        "exception.stacktrace": stacktrace,
+        "exception.escaped": "True",
+    }
+    if message:
+        attributes["exception.message"] = message
+    if isinstance(exc, Exception):  # not for KeyboardInterrupt, cancellation, ...
+        span.add_event("exception", attributes)
 
 
 class _Spec:
@@ -177,6 +226,10 @@ class _Call:
                 context=parent,
                 kind=SpanKind.CLIENT if spec.role == "llm" else SpanKind.INTERNAL,
                 attributes=spec.attributes,
+                # We record failures ourselves, redacted (``record_error``); OTel's own
+                # recording would ship the raw message should the span ever be used with ``with``.
+                record_exception=False,
+                set_status_on_exception=False,
             )
             self.span = span
             self.model_in_name = model is not None
@@ -295,10 +348,7 @@ class _Call:
             if run is not None and run.budget is not None:
                 span.set_attribute(sc.TASK_ITERATIONS, run.budget.iterations)
             if exc is not None and not isinstance(exc, GeneratorExit):
-                span.set_attribute(sc.ERROR_TYPE, error_type(exc))
-                span.set_status(Status(StatusCode.ERROR, str(exc)[:1000]))
-                if isinstance(exc, Exception):
-                    span.record_exception(exc)
+                record_error(span, exc, self.settings)
             if self.stream_text is not None and self.settings is not None:
                 span.set_attribute(
                     sc.GEN_AI_OUTPUT_MESSAGES,

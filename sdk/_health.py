@@ -32,13 +32,13 @@ from typing import IO, Any, Final, Generic, ParamSpec, TypeVar, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind
 
 from agentwatch import _semconv as sc
 from agentwatch._config import STATE, Settings
 from agentwatch._errors import ConfigurationError
 from agentwatch._expectations import Expectation, Verdict
-from agentwatch._redact import truncate
+from agentwatch._redact import bounded_redact, default_redactor, exception_summary
 from agentwatch._safety import internal_error
 
 logger = logging.getLogger("agentwatch")
@@ -192,6 +192,8 @@ def _start_span(settings: Settings | None, name: str) -> Span | None:
             context=otel_context.Context(),
             kind=SpanKind.INTERNAL,
             attributes={sc.HEALTH_CHECK: name},
+            record_exception=False,
+            set_status_on_exception=False,
         )
     except Exception:  # noqa: BLE001 - internal_error logs it
         internal_error(f"starting the span for health check {name!r}")
@@ -200,22 +202,30 @@ def _start_span(settings: Settings | None, name: str) -> Span | None:
 
 def _end_span(span: Span, settings: Settings | None, result: HealthResult) -> None:
     try:
-        redact = settings.redact if settings is not None else str
+        redact = settings.redact if settings is not None else default_redactor
+        capture = settings is not None and settings.capture_content
         span.set_attribute(sc.HEALTH_PASSED, result.passed)
         span.set_attribute(HEALTH_LATENCY_MS, round(result.latency_s * 1000, 3))
         if result.failed_expectation is not None:
             span.set_attribute(HEALTH_FAILED_EXPECTATION, result.failed_expectation)
-        if result.reason is not None:
-            span.set_attribute(HEALTH_REASON, truncate(redact(result.reason), _REASON_CHARS))
+        reason = result.reason
         if result.error is not None:
-            span.set_attribute(sc.ERROR_TYPE, _error_type(result.error))
-            span.set_status(Status(StatusCode.ERROR, str(result.error)[:1000]))
-            span.record_exception(result.error)
-        if settings is not None and settings.capture_content and result.answer is not None:
+            # The in-process reason quotes the exception; the span's follows the content policy.
+            summary = exception_summary(
+                result.error, redact=redact, capture_content=capture, max_chars=_REASON_CHARS
+            )
+            reason = f"the probe raised {summary}"
+        if reason is not None:
+            span.set_attribute(HEALTH_REASON, bounded_redact(redact, reason, _REASON_CHARS))
+        if result.error is not None:
+            from agentwatch._decorators import record_error
+
+            record_error(span, result.error, settings)
+        if settings is not None and capture and result.answer is not None:
             from agentwatch._expectations import answer_text
 
             limit = min(settings.max_content_chars, ANSWER_EXCERPT_CHARS)
-            excerpt = truncate(settings.redact(answer_text(result.answer)), limit)
+            excerpt = bounded_redact(settings.redact, answer_text(result.answer), limit)
             span.set_attribute(HEALTH_ANSWER, excerpt)
     except Exception:  # noqa: BLE001 - internal_error logs it
         internal_error(f"recording health check {result.check!r}")

@@ -102,14 +102,22 @@ def record_decision(
                 attributes[sc.TASK_TYPE] = run.task_type
         if reasoning and settings.capture_content:
             attributes[sc.DECISION_REASONING] = capture_text(settings, reasoning)
-        settings.tracer.start_span(f"{sc.OPERATION_DECISION} {name}", attributes=attributes).end()
+        settings.tracer.start_span(
+            f"{sc.OPERATION_DECISION} {name}",
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        ).end()
     except Exception:
         internal_error("recording a decision")
     return decision
 
 
 def set_outcome(outcome: str, *, reason: str | None = None) -> None:
-    """Set the current agent run's outcome: completed, escalated, failed or limit_exceeded."""
+    """Set the current agent run's outcome: completed, escalated, failed or limit_exceeded.
+
+    ``reason`` is a short label (``low confidence``), recorded in every mode, always redacted
+    and cut to 1000 characters."""
     if outcome not in sc.OUTCOMES:
         raise ConfigurationError(
             f"outcome must be one of {', '.join(sc.OUTCOMES)}; got {outcome!r}"
@@ -216,6 +224,8 @@ def record_feedback(
     """Record human feedback about a trace (and span) as a ``feedback`` span inside that trace.
 
     ``correct`` says whether the agent's decision was right; it feeds confidence calibration.
+    ``comment`` is written to be recorded, so it is recorded whether or not content capture is
+    on, always redacted and cut to ``max_content_chars``.
     """
     target = TraceRef.parse(ref) if isinstance(ref, str) else ref
     if score is not None and not math.isfinite(score):
@@ -245,6 +255,12 @@ def record_feedback(
             trace_flags=TraceFlags(TraceFlags.SAMPLED),
         )
         ctx = trace.set_span_in_context(NonRecordingSpan(parent))
-        settings.tracer.start_span(sc.OPERATION_FEEDBACK, context=ctx, attributes=attributes).end()
+        settings.tracer.start_span(
+            sc.OPERATION_FEEDBACK,
+            context=ctx,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        ).end()
     except Exception:
         internal_error("recording feedback")

@@ -14,8 +14,19 @@ from opentelemetry.trace import Span
 from agentwatch import _semconv as sc
 from agentwatch._errors import AgentLimitExceeded
 from agentwatch._limits import Budget
+from agentwatch._redact import bounded_redact, default_redactor
 
 _RUN_KEY = otel_context.create_key("agentwatch-run")
+_REASON_CHARS = 1000
+
+
+def _redacted_reason(reason: str) -> str:
+    """Outcome reasons are labels, recorded in every mode: redacted, cut to 1000 characters."""
+    from agentwatch._config import STATE  # not at import: _config is the heavier module
+
+    settings = STATE.settings
+    redact = settings.redact if settings is not None else default_redactor
+    return bounded_redact(redact, reason, _REASON_CHARS)
 
 
 @dataclass(slots=True)
@@ -33,7 +44,7 @@ class Run:
         if self.span is not None:
             self.span.set_attribute(sc.TASK_OUTCOME, outcome)
             if reason:
-                self.span.set_attribute(sc.TASK_OUTCOME_REASON, reason)
+                self.span.set_attribute(sc.TASK_OUTCOME_REASON, _redacted_reason(reason))
 
     def check_limits(self) -> None:
         """Raise ``AgentLimitExceeded`` (recording it first) when the budget is overrun."""

@@ -30,6 +30,7 @@ INTERNAL = {
         "capture_text",
         "charge_budget",
         "error_type",
+        "record_error",
         "set_usage_attributes",
     },
     "agentwatch._errors": set(),
@@ -41,7 +42,18 @@ INTERNAL = {
     },
     "agentwatch._limits": {"Budget", "estimate_cost_usd"},
     "agentwatch._records": set(),
-    "agentwatch._redact": {"truncate"},
+    "agentwatch._redact": {
+        "Rule",
+        "bounded_redact",
+        "exception_message",
+        "exception_stacktrace",
+        "exception_summary",
+        "exception_type_name",
+        "iban_valid",
+        "luhn_valid",
+        "redact_text",
+        "truncate",
+    },
     "agentwatch._testing": {"attributes"},
 }
 # Modules users reach as a namespace of the package (``aw.expect.contains(...)``).

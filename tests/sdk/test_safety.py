@@ -87,7 +87,8 @@ def test_user_exception_propagates_unchanged_and_marks_the_span_error(
     assert raised.value is ERROR
     span = agentwatch_spans.one(span_name)
     assert span.status.status_code is StatusCode.ERROR
-    assert span.status.description == "card declined"
+    # Content capture is off: the message (which may quote user data) stays in the process.
+    assert span.status.description == f"{__name__}.PaymentDeclined"
     assert attrs(span)[sc.ERROR_TYPE] == f"{__name__}.PaymentDeclined"
     assert [e.name for e in span.events] == ["exception"]
 
