@@ -27,10 +27,12 @@ TYPICAL = (
     "I have asked the carrier for an update and will refund the shipping cost.\n"
 )
 
+# Shared with the linear-time test (tests/sdk/test_privacy.py).
 ADVERSARIAL: dict[str, Callable[[int], str]] = {
     "'a.' * n/2": lambda n: "a." * (n // 2),
     "'a@' * n/2": lambda n: "a@" * (n // 2),
     "'a@a.' * n/4": lambda n: "a@a." * (n // 4),
+    "'x.' * 30 + '@' * n/61": lambda n: ("x." * 30 + "@") * (n // 61),
     "digits": lambda n: "1" * n,
     "'1 ' * n/2": lambda n: "1 " * (n // 2),
     "'+1 (2' * n/5": lambda n: "+1 (2" * (n // 5),
@@ -38,6 +40,7 @@ ADVERSARIAL: dict[str, Callable[[int], str]] = {
     "'eyJ' * n/3": lambda n: "eyJ" * (n // 3),
     "'://a:' * n/5": lambda n: "://a:" * (n // 5),
     "'password=' * n/9": lambda n: "password=" * (n // 9),
+    "PEM headers": lambda n: "-----BEGIN PRIVATE KEY-----" * (n // 27),
     "'sk-' * n/3": lambda n: "sk-" * (n // 3),
     "'a:' * n/2": lambda n: "a:" * (n // 2),
 }

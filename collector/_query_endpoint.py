@@ -177,20 +177,11 @@ class _ReaderPool:
 
 
 def _discard_leftovers(reader: ReaderSession) -> None:
-    """After a failed request, run throwaway queries until the reader answers exactly.
-
-    chDB (4.4) keeps what a query wrote before it failed (a result limit, ``throwIf``, a kill,
-    ...) and puts it in front of the connection's next result: without this, one client's rows
-    would reach the next request on the reader (in its result, or in the syntax error of its
-    mangled parse). One throwaway query takes the leftovers; the second answers clean."""
-    for _ in range(3):
-        try:
-            if bytes(reader.run("SELECT 1", "TSV", None).bytes()) == b"1\n":
-                return
-        except StorageError as exc:
-            logger.warning("could not clear a reader after a failed query: %s", exc)
-            return
-    logger.warning("a reader kept answering with another query's output")
+    """After a failed request, clear what its query left on the reader's connection, so that
+    one client's rows never reach the next request on it (in its result, or in the syntax
+    error of its mangled parse)."""
+    if not reader.discard_leftovers():
+        logger.warning("a reader could not be cleared after a failed query")
 
 
 def _cancel(reader: ReaderSession) -> None:

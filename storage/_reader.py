@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agentwatch.storage._schema import check_identifier
-from agentwatch.storage._store import StorageError, escape_param
+from agentwatch.storage._store import StorageError, discard_leftovers, escape_param
 
 if TYPE_CHECKING:
     from agentwatch.storage._store import EmbeddedStore
@@ -167,6 +167,10 @@ class ReaderSession:
             "KILL QUERY WHERE Settings['log_comment'] = {reader:String} ASYNC",
             {"reader": self.name},
         )
+
+    def discard_leftovers(self) -> bool:
+        """Clear what a failed query left on this connection (see ``discard_leftovers``)."""
+        return discard_leftovers(self._session)
 
     def close(self) -> None:
         with self.lock:

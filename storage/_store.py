@@ -77,6 +77,22 @@ def redact_url(url: str) -> str:
     return parsed._replace(netloc=netloc).geturl()
 
 
+def discard_leftovers(session: Any) -> bool:
+    """After a failed query, run throwaway queries until the chDB connection answers exactly.
+
+    chDB keeps what a query wrote before it failed (a result limit, ``throwIf``, a kill) and
+    puts it in front of the connection's next result: without this, one caller's rows would
+    reach the next query on the connection. One throwaway query takes them; the next answers
+    clean. False when the connection would not come clean (the caller should log it)."""
+    for _ in range(3):
+        try:
+            if bytes(session.query("SELECT 1", "TSV").bytes()) == b"1\n":
+                return True
+        except Exception:  # noqa: BLE001 - a broken connection: nothing more to clear here
+            return False
+    return False
+
+
 def escape_param(value: Any) -> Any:
     """chDB reads bound string values in ClickHouse's escaped text form (as the HTTP interface
     does), so a raw newline, tab or backslash would be misread: escape them."""
@@ -185,10 +201,11 @@ class EmbeddedStore:
         # Reads run on their own read-only connection, so a long query (an alert pass, a
         # dashboard page) never holds up the writer's inserts, which share the main one.
         with self._read_lock if read else self._lock:
+            session = self._reader() if read else self._session
             try:
-                session = self._reader() if read else self._session
                 return session.query(sql, fmt, params=bound)
             except Exception as exc:
+                discard_leftovers(session)
                 raise StorageError(str(exc)) from exc
 
     def _reader(self) -> Any:
@@ -211,6 +228,7 @@ class EmbeddedStore:
                     "SELECT * FROM Python(arrow_batch)"
                 )
             except Exception as exc:
+                discard_leftovers(self._session)
                 raise StorageError(str(exc)) from exc
         del arrow_batch
 
