@@ -463,6 +463,7 @@ config = CollectorConfig(
     writer=WriterSettings(**options["writer"]),
     native_decoder=options.get("native_decoder", True),
     max_concurrent_requests=options.get("max_concurrent_requests", 16),
+    content=options.get("content", "redact"),
 )
 Collector(config).serve_forever()
 """
@@ -583,7 +584,11 @@ def parts_summary(query: Any, database: str = "agentwatch") -> dict[str, Any]:
 
 
 def start_collector(
-    target: Target, http_port: int, log_path: Path, experiment: dict[str, Any] | None = None
+    target: Target,
+    http_port: int,
+    log_path: Path,
+    experiment: dict[str, Any] | None = None,
+    content: str = "redact",
 ) -> subprocess.Popen[bytes]:
     """``python -m agentwatch collector`` as an operator runs it (or, for an experiment or a
     build without the query endpoint, the same Collector with the given settings)."""
@@ -596,6 +601,7 @@ def start_collector(
             "query_port": target.query_port,
             "writer": {},
             "gc_threshold": 0,
+            "content": content,
             **(experiment or {}),
         }
         command = [python, "-c", _SERVE_WITH_SETTINGS, json.dumps(options)]
@@ -603,11 +609,11 @@ def start_collector(
         assert target.clickhouse_url is not None
         command = [python, "-m", "agentwatch", "collector", "--clickhouse-url"]
         command += [target.clickhouse_url, "--data-dir", str(target.data_dir)]
-        command += ["--http-port", str(http_port), "--no-grpc"]
+        command += ["--http-port", str(http_port), "--no-grpc", "--content", content]
     else:
         command = [python, "-m", "agentwatch", "collector", "--data-dir", str(target.data_dir)]
         command += ["--http-port", str(http_port), "--no-grpc"]
-        command += ["--query-port", str(target.query_port)]
+        command += ["--query-port", str(target.query_port), "--content", content]
     log = open(log_path, "wb")  # noqa: SIM115 - the child writes to it until it exits
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
 
@@ -913,12 +919,15 @@ def run_load(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         experiment["native_decoder"] = False
     if args.max_concurrent is not None:
         experiment["max_concurrent_requests"] = args.max_concurrent
-    collector = start_collector(target, http_port, workdir / "collector.log", experiment)
+    collector = start_collector(
+        target, http_port, workdir / "collector.log", experiment, args.content
+    )
     pid = collector.pid
     outcome: dict[str, Any] = {
         "store": target.mode,
         "count_via": target.count_via,
         "experiment": experiment or None,
+        "content": args.content,
         "loadavg_before": [round(x, 2) for x in os.getloadavg()],
     }
     spy: subprocess.Popen[bytes] | None = None
@@ -1224,6 +1233,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "HTTP endpoint with writes allowed (no real ClickHouse server can be installed here)",
     )
     parser.add_argument("--no-embedded", action="store_true", help="skip the embedded run")
+    parser.add_argument(
+        "--content",
+        choices=("keep", "redact", "drop"),
+        default="redact",
+        help="the collector's --content policy (redact, its default)",
+    )
     experiments = parser.add_argument_group(
         "experiments", "collector settings the CLI does not expose (the run says it used them)"
     )

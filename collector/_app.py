@@ -16,7 +16,7 @@ from agentwatch._errors import ConfigurationError
 from agentwatch.collector._budget import MIB
 from agentwatch.collector._decode import DecodeLimits
 from agentwatch.collector._grpc import GrpcReceiver
-from agentwatch.collector._http import HttpReceiver
+from agentwatch.collector._http import HttpLimits, HttpReceiver
 from agentwatch.collector._ingest import Ingestor, IngestSettings
 from agentwatch.collector._malloc import tune_malloc
 from agentwatch.collector._pricing import PriceTable, load_overrides
@@ -54,6 +54,8 @@ class CollectorConfig:
     max_concurrent_requests: int = 16
     max_request_decoded_bytes: int = 64 * MIB
     max_decoded_bytes_in_flight: int = 256 * MIB
+    http_limits: HttpLimits = field(default_factory=HttpLimits)
+    content: str = "redact"  # keep | redact | drop: see collector/_content.py
 
 
 PASSWORD_FILE = "query-password"  # noqa: S105 - a file name, not a password
@@ -106,9 +108,12 @@ class Collector:
                 max_request_decoded_bytes=config.max_request_decoded_bytes,
                 max_decoded_bytes_in_flight=config.max_decoded_bytes_in_flight,
                 retention_days=config.retention_days,
+                content=config.content,
             ),
         )
-        self.http = HttpReceiver(self.ingestor, config.host, config.http_port)
+        self.http = HttpReceiver(
+            self.ingestor, config.host, config.http_port, limits=config.http_limits
+        )
         self.grpc: GrpcReceiver | None = None
         if config.grpc_port is not None:
             self.grpc = GrpcReceiver(self.ingestor, config.host, config.grpc_port)

@@ -16,6 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from agentwatch._errors import ConfigurationError
 from agentwatch.collector._budget import MIB, MemoryBudget
+from agentwatch.collector._content import DEFAULT_POLICY, apply_content_policy, check_policy
 from agentwatch.collector._decode import (
     DecodeLimits,
     InvalidRequest,
@@ -52,6 +53,11 @@ class IngestSettings:
     retention_days: int = DEFAULT_RETENTION_DAYS
     # Decode protobuf with the native decoder when it is built (the Python one is the fallback).
     native_decoder: bool = True
+    # Prompt/response text from any sender: keep, redact (default) or drop (collector/_content.py).
+    content: str = DEFAULT_POLICY
+
+    def __post_init__(self) -> None:
+        check_policy(self.content)
 
 
 class StoreTimeout(Exception):
@@ -180,6 +186,7 @@ class Ingestor:
         return spans_to_arrow(columns, self.prices)
 
     def _store(self, table: pa.Table) -> Ingested:
+        table = apply_content_policy(table, self.settings.content)
         split = split_storable(table, self.window, time.time_ns())
         if not split.rejected:
             return Ingested(self._wait(self._submit(table), table.num_rows))

@@ -86,6 +86,15 @@ def _collector_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="decode OTLP protobuf in Python only, not with the native decoder (same rows)",
     )
+    parser.add_argument(
+        "--content",
+        choices=("keep", "redact", "drop"),
+        default="redact",
+        help="prompt/response text in spans from any sender (OpenInference, OTel GenAI, "
+        "OpenLLMetry, PydanticAI, ours): redact secrets and personal data in it (default), "
+        "keep it as sent, or drop those attributes; exception and status text is redacted "
+        "unless keep",
+    )
     limits = parser.add_argument_group("ingest limits (beyond them: 413, or 503 + Retry-After)")
     limits.add_argument(
         "--max-body-mb", type=int, default=16, help="request body as sent (default: 16)"
@@ -103,6 +112,24 @@ def _collector_arguments(parser: argparse.ArgumentParser) -> None:
         help="all requests in progress together, decoded (default: 256)",
     )
     limits.add_argument(
+        "--max-connections",
+        type=int,
+        default=1024,
+        help="open OTLP/HTTP connections; more get 503 at once (default: 1024)",
+    )
+    limits.add_argument(
+        "--max-receiving",
+        type=int,
+        default=64,
+        help="requests still sending their body; more get 503 at once (default: 64)",
+    )
+    limits.add_argument(
+        "--body-timeout-s",
+        type=float,
+        default=30.0,
+        help="total time to receive a request body; then 408 (default: 30)",
+    )
+    limits.add_argument(
         "--max-concurrent-requests",
         type=int,
         default=16,
@@ -115,6 +142,7 @@ def _collector_config(args: argparse.Namespace) -> CollectorConfig:
 
     from agentwatch.collector._app import CollectorConfig
     from agentwatch.collector._budget import MIB
+    from agentwatch.collector._http import HttpLimits
 
     return CollectorConfig(
         data_dir=Path(args.data_dir),
@@ -134,6 +162,12 @@ def _collector_config(args: argparse.Namespace) -> CollectorConfig:
         max_request_decoded_bytes=args.max_request_decoded_mb * MIB,
         max_decoded_bytes_in_flight=args.max_decoded_in_flight_mb * MIB,
         max_concurrent_requests=args.max_concurrent_requests,
+        http_limits=HttpLimits(
+            max_connections=args.max_connections,
+            max_receiving=args.max_receiving,
+            body_timeout_s=args.body_timeout_s,
+        ),
+        content=args.content,
     )
 
 
