@@ -82,6 +82,9 @@ class Catalog:
     databases: tuple[str, ...]
 
 
+_KILLED_BEFORE_START = "is killed in pending state"
+
+
 class ReaderSession:
     """One confined chDB connection to the store, used by one request at a time."""
 
@@ -98,8 +101,17 @@ class ReaderSession:
 
     def _query(self, sql: str, fmt: str, params: Mapping[str, str] | None = None) -> Any:
         """``params`` as the HTTP interface carries them: ClickHouse's escaped text form."""
+        bound = dict(params) if params else None
         try:
-            return self._session.query(sql, fmt, params=dict(params) if params else None)
+            return self._session.query(sql, fmt, params=bound)
+        except Exception as exc:
+            if _KILLED_BEFORE_START not in str(exc):
+                raise StorageError(str(exc)) from exc
+        # A cancel meant for this connection's previous query (it ended as the kill arrived)
+        # can land on the next one before it starts; that query did nothing: run it again.
+        discard_leftovers(self._session)
+        try:
+            return self._session.query(sql, fmt, params=bound)
         except Exception as exc:
             raise StorageError(str(exc)) from exc
 
