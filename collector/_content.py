@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -251,48 +251,47 @@ def _apply_map(
     )
 
 
+def _rebuild(
+    column: pa.ChunkedArray, change: Callable[[Any], pa.Array | None]
+) -> pa.ChunkedArray | None:
+    """``column`` with each chunk ``change`` rebuilt (None: that chunk as it is), or None when
+    no chunk changed."""
+    changed = [change(chunk) for chunk in column.chunks]
+    if all(new is None for new in changed):
+        return None
+    chunks = [old if new is None else new for old, new in zip(column.chunks, changed, strict=True)]
+    return pa.chunked_array(chunks, type=column.type)
+
+
 def _apply_map_column(
     column: pa.ChunkedArray, matcher: _Matcher, policy: str, redact: Redactor
 ) -> pa.ChunkedArray | None:
-    chunks = []
-    changed = False
-    for chunk in column.chunks:
-        new = _apply_map(chunk, matcher, policy, redact)
-        changed = changed or new is not None
-        chunks.append(chunk if new is None else new)
-    return pa.chunked_array(chunks, type=column.type) if changed else None
+    return _rebuild(column, lambda chunk: _apply_map(chunk, matcher, policy, redact))
 
 
 def _apply_map_list_column(
     column: pa.ChunkedArray, matcher: _Matcher, policy: str, redact: Redactor
 ) -> pa.ChunkedArray | None:
-    chunks = []
-    changed = False
-    for chunk in column.chunks:
+    def change(chunk: Any) -> pa.Array | None:
         new_maps = _apply_map(chunk.values, matcher, policy, redact)
         if new_maps is None:
-            chunks.append(chunk)
-            continue
-        changed = True
+            return None
         mask = chunk.is_null() if chunk.null_count else None
-        chunks.append(pa.ListArray.from_arrays(chunk.offsets, new_maps, pool=_POOL, mask=mask))
-    return pa.chunked_array(chunks, type=column.type) if changed else None
+        return pa.ListArray.from_arrays(chunk.offsets, new_maps, pool=_POOL, mask=mask)
+
+    return _rebuild(column, change)
 
 
 def _apply_status(column: pa.ChunkedArray, redact: Redactor) -> pa.ChunkedArray | None:
-    chunks = []
-    changed = False
-    for chunk in column.chunks:
+    def change(chunk: Any) -> pa.Array | None:
         if (
             chunk.null_count == len(chunk)
             or not pc.any(pc.not_equal(chunk, "", memory_pool=_POOL), memory_pool=_POOL).as_py()
         ):
-            chunks.append(chunk)
-            continue
-        new = _redacted(chunk, redact)
-        changed = changed or new is not None
-        chunks.append(chunk if new is None else new)
-    return pa.chunked_array(chunks, type=column.type) if changed else None
+            return None
+        return _redacted(chunk, redact)
+
+    return _rebuild(column, change)
 
 
 def apply_content_policy(
