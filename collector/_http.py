@@ -62,9 +62,12 @@ class HttpLimits:
     backlog: int = 1024  # connections not yet accepted; the kernel caps it at somaxconn
 
 
-# A body up to this size that arrived with its headers is taken without a receiving slot: most
-# exports come in one segment, and a connection's slot-less memory stays small.
+# A body up to this size that arrives with its headers, or within a short grace after them, is
+# taken without a receiving slot: most exports come in one or two segments, and a connection's
+# slot-less memory stays small. The grace lets a sender whose body trails its headers by a
+# segment (or a loaded machine's scheduling) through while trickling senders hold every slot.
 _SMALL_BODY_BYTES = 64 * 1024
+_SMALL_BODY_GRACE_S = 0.5
 
 
 class _Gauge:
@@ -436,20 +439,44 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return self._receive(length)
 
+    def _small_body_arrived(self, length: int) -> bytes | None:
+        """What of a small body is here, waiting at most ``_SMALL_BODY_GRACE_S`` for the rest;
+        None if the client hung up. Reads never block, so nothing read is lost when the grace
+        runs out."""
+        deadline = time.monotonic() + _SMALL_BODY_GRACE_S
+        parts: list[bytes] = []
+        missing = length
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.connection, selectors.EVENT_READ)
+            while missing:
+                self._reader.nonblocking = True
+                try:
+                    part = self._buffered.read(missing)
+                finally:
+                    self._reader.nonblocking = False
+                if part == b"":
+                    return None
+                if part:
+                    parts.append(part)
+                    missing -= len(part)
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not selector.select(remaining):
+                    break
+        return b"".join(parts)
+
     def _receive(self, length: int) -> bytes | None:
         """The body, read within its total deadline; None after an error was sent or the
         client hung up. A small body that arrived with its headers (most exports) is taken as it
         is; any other holds one of ``max_receiving`` slots until an in-flight slot is taken, so a
         trickling sender holds nothing that requests which arrived whole need."""
-        arrived = b""
-        if length <= _SMALL_BODY_BYTES:
-            self._reader.nonblocking = True
-            try:
-                arrived = self._buffered.read(length) or b""
-            finally:
-                self._reader.nonblocking = False
-            if len(arrived) == length:
-                return arrived
+        arrived = self._small_body_arrived(length) if length <= _SMALL_BODY_BYTES else b""
+        if arrived is None:
+            self.close_connection = True  # the client hung up mid-body: nobody to answer
+            self.ingestor.stats.reject("client_closed")
+            return None
+        if len(arrived) == length:
+            return arrived
         if not self.receiving.try_enter():
             self.close_connection = True  # the unread body would corrupt the next request
             self._error(
