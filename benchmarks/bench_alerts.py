@@ -54,8 +54,8 @@ from tests.alerts.synthetic import (
     window_quality,
 )
 
-from agentwatch.collector._alert_rules import default_rules
-from agentwatch.collector._alerts import Evaluator, EvaluatorSettings
+from agentwatch.alerts._evaluator import Evaluator, EvaluatorSettings
+from agentwatch.alerts._rules import default_rules
 from agentwatch.storage._schema import SPANS_TABLE
 from agentwatch.storage._store import EmbeddedStore, apply_migrations
 

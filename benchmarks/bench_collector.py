@@ -448,7 +448,7 @@ def _client_process(
 _SERVE_WITH_SETTINGS = """
 import gc, json, logging, sys
 from pathlib import Path
-from agentwatch.collector._app import Collector, CollectorConfig
+from agentwatch.app._collector import Collector, CollectorConfig
 from agentwatch.collector._writer import WriterSettings
 options = json.loads(sys.argv[1])
 logging.basicConfig(level=logging.INFO)
@@ -476,7 +476,7 @@ def free_port() -> int:
 
 
 def has_query_endpoint() -> bool:
-    return importlib.util.find_spec("agentwatch.collector._query_endpoint") is not None
+    return importlib.util.find_spec("agentwatch.query._endpoint") is not None
 
 
 def http_json(port: int, path: str, timeout: float = 5.0) -> Any:
@@ -690,7 +690,7 @@ def server_target(url: str, data_dir: Path, *, fresh_database: bool) -> Target:
 _SERVER_SHIM = """
 import signal, sys, threading
 from pathlib import Path
-from agentwatch.collector._query_endpoint import EndpointLimits, QueryEndpoint
+from agentwatch.query._endpoint import EndpointLimits, QueryEndpoint
 from agentwatch.storage._store import EmbeddedStore
 store = EmbeddedStore(Path(sys.argv[1]))
 # The writer's batches are large; its inserts are the load under test, not a client's abuse.
@@ -865,7 +865,7 @@ def run_load(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             data_dir,
             None,
             count_via="/stats spans_stored (rows whose insert returned; this build has no "
-            "collector/_query_endpoint.py, so the collector runs without it)",
+            "query/_endpoint.py, so the collector runs without it)",
         )
     batch = args.batch
     n_bodies = max(1, -(-args.spans // batch))

@@ -29,8 +29,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from agentwatch.collector._app import Collector, CollectorConfig
-from agentwatch.collector._query_policy import AllowList, admit, read_graph
+from agentwatch.app._collector import Collector, CollectorConfig
+from agentwatch.query._policy import AllowList, admit, read_graph
 from agentwatch.storage import _queries as q
 from agentwatch.storage._reader import ReaderLimits, ReaderSession
 from agentwatch.storage._store import EmbeddedStore, Params, Rows, ServerStore
@@ -56,7 +56,7 @@ class Recording:
 @contextmanager
 def seeded_collector(tickets: int) -> Iterator[Collector]:
     import agentwatch as aw
-    from agentwatch._demo import DemoFleet
+    from agentwatch.app._demo import DemoFleet
 
     with tempfile.TemporaryDirectory() as tmp:
         collector = Collector(

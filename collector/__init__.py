@@ -1,1 +1,1 @@
-"""agentwatch.collector."""
+"""agentwatch.collector: OTLP ingest — receive, decode, normalise, price, write."""

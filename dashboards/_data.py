@@ -17,7 +17,7 @@ from typing import Any, Concatenate, Final, ParamSpec, TypeVar, cast
 import streamlit as st
 
 from agentwatch._errors import AgentwatchError
-from agentwatch.collector import _passive_health as ph
+from agentwatch.alerts import _passive as ph
 from agentwatch.dashboards._format import safe_url
 from agentwatch.storage import _alert_queries as aq
 from agentwatch.storage import _health_queries as hq

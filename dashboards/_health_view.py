@@ -22,7 +22,7 @@ from urllib.parse import quote
 import plotly.graph_objects as go
 import streamlit as st
 
-from agentwatch.collector import _passive_health as ph
+from agentwatch.alerts import _passive as ph
 from agentwatch.dashboards._data import Unavailable, query
 from agentwatch.dashboards._figures import _empty, _figure
 from agentwatch.dashboards._format import NONE, pct, when

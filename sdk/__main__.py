@@ -1,5 +1,5 @@
 import sys
 
-from agentwatch._cli import main
+from agentwatch.app._cli import main
 
 sys.exit(main())

@@ -1,1 +1,1 @@
-"""agentwatch.storage."""
+"""agentwatch.storage: the ClickHouse schema, the stores and every SQL statement."""

@@ -1,5 +1,5 @@
 """Health queries: probe results for the Health & alerts page, and the per-window series that
-passive health (``agentwatch.collector._passive_health``) judges.
+passive health (``agentwatch.alerts._passive``) judges.
 
 Every value reaches ClickHouse as a ``{name:Type}`` bound parameter; the SQL text is this
 module's constant fragments.

@@ -4,7 +4,7 @@ Every statement the read path runs for itself lives here: the engine's own parse
 statement (``formatQuery`` with the text as a bound value, then ``EXPLAIN AST graph = 1`` of the
 engine's rendering), the catalog the admission policy checks names against, the session's
 settings and time zone, and the ``KILL QUERY`` that cancels a reader's query. Deciding what is
-admitted is not done here (``collector/_query_policy.py`` is pure); running it is.
+admitted is not done here (``query/_policy.py`` is pure); running it is.
 
 Each reader connection has ``readonly = 1`` (the engine refuses writes, DDL, setting changes
 and the table functions that reach outside: file, url, remote, Python, ...), per-query limits

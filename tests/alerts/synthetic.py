@@ -13,8 +13,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from agentwatch.collector._alert_rules import AnomalyRule, default_rules
-from agentwatch.collector._detect import (
+from agentwatch.alerts._detect import (
     AlertKey,
     AlertState,
     Decision,
@@ -27,6 +26,7 @@ from agentwatch.collector._detect import (
     is_anomalous,
     step,
 )
+from agentwatch.alerts._rules import AnomalyRule, default_rules
 
 DEFAULT_POLICY: Policy = DefaultPolicy()
 

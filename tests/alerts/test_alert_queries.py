@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agentwatch.collector._query_endpoint import QueryEndpoint
+from agentwatch.query._endpoint import QueryEndpoint
 from agentwatch.storage import _alert_queries as q
 from agentwatch.storage._schema import SPANS_TABLE, alerts_table_ddl
 from agentwatch.storage._store import ServerStore, Store

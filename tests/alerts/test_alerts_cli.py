@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from agentwatch._cli import main
-from agentwatch.collector._alert_rules import parse_rules
-from agentwatch.collector._alerts import AlertOptions, run_command
-from agentwatch.collector._notify import RetryPolicy
-from agentwatch.collector._query_endpoint import QueryEndpoint
+from agentwatch.alerts._evaluator import AlertOptions, run_command
+from agentwatch.alerts._notify import RetryPolicy
+from agentwatch.alerts._rules import parse_rules
+from agentwatch.app._cli import main
+from agentwatch.query._endpoint import QueryEndpoint
 from agentwatch.storage import _alert_queries as q
 from agentwatch.storage._schema import SPANS_TABLE
 from agentwatch.storage._store import EmbeddedStore

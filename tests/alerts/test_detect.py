@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from agentwatch.collector._detect import (
+from agentwatch.alerts._detect import (
     MAD_TO_SIGMA,
     Window,
     binomial_spread,

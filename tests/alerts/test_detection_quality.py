@@ -14,7 +14,7 @@ from functools import cache
 
 import pytest
 
-from agentwatch.collector._detect import Transition
+from agentwatch.alerts._detect import Transition
 from tests.alerts.synthetic import (
     Series,
     alert_timeline,

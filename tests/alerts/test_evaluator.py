@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from agentwatch.collector._alert_rules import DailyBudgetRule, Rule, ThresholdRule, default_rules
-from agentwatch.collector._alerts import (
+from agentwatch.alerts._evaluator import (
     EvaluationPass,
     Evaluator,
     EvaluatorSettings,
     demo_rules,
 )
-from agentwatch.collector._notify import Alert, ConsoleNotifier, Dispatcher
+from agentwatch.alerts._notify import Alert, ConsoleNotifier, Dispatcher
+from agentwatch.alerts._rules import DailyBudgetRule, Rule, ThresholdRule, default_rules
 from agentwatch.storage import _alert_queries as q
 from agentwatch.storage._schema import ALERTS_TABLE, SPANS_TABLE
 from agentwatch.storage._store import EmbeddedStore

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agentwatch.collector._alerts import Evaluator, EvaluatorSettings
-from agentwatch.collector._notify import (
+from agentwatch.alerts._evaluator import Evaluator, EvaluatorSettings
+from agentwatch.alerts._notify import (
     Alert,
     ConsoleNotifier,
     DeliveryError,

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agentwatch.collector._alert_rules import (
+from agentwatch.alerts._detect import AlertKey, Observation, step
+from agentwatch.alerts._rules import (
     AlertRulesError,
     AnomalyRule,
     DailyBudgetRule,
@@ -18,7 +19,6 @@ from agentwatch.collector._alert_rules import (
     load_rules,
     parse_rules,
 )
-from agentwatch.collector._detect import AlertKey, Observation, step
 
 EVERY_KIND = """
 [[rule]]
@@ -214,7 +214,7 @@ def test_rule_metrics_and_groupings_are_the_ones_the_queries_compute() -> None:
     """A metric or grouping a rule file may name is one the evaluator's queries can compute."""
     from typing import get_args
 
-    from agentwatch.collector._alert_rules import GroupBy, Metric
+    from agentwatch.alerts._rules import GroupBy, Metric
     from agentwatch.storage._alert_queries import TASK_GROUPS, TASK_METRICS
 
     assert get_args(Metric) == TASK_METRICS

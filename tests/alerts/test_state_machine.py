@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from agentwatch.collector._detect import (
+from agentwatch.alerts._detect import (
     AlertKey,
     AlertState,
     DefaultPolicy,

@@ -32,7 +32,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from agentwatch.collector._app import Collector, CollectorConfig
+from agentwatch.app._collector import Collector, CollectorConfig
 from agentwatch.collector._grpc import GrpcReceiver
 from agentwatch.collector._http import HttpReceiver
 from agentwatch.collector._ingest import Ingestor, IngestSettings

@@ -20,7 +20,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from agentwatch import _semconv as sc
 from agentwatch._errors import ConfigurationError
-from agentwatch.collector._app import Collector, CollectorConfig
+from agentwatch.app._collector import Collector, CollectorConfig
 from agentwatch.collector._content import (
     CONTENT_KEYS,
     ERROR_TEXT_KEYS,
@@ -200,8 +200,8 @@ def test_policy_is_validated():
 
 
 def test_cli_flag_reaches_the_collector_config():
-    from agentwatch._cli import _collector_config
-    from agentwatch._cli import build_parser as parser
+    from agentwatch.app._cli import _collector_config
+    from agentwatch.app._cli import build_parser as parser
 
     default = parser().parse_args(["collector"])
     assert _collector_config(default).content == "redact" == CollectorConfig().content

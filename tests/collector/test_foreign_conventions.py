@@ -13,7 +13,7 @@ import pytest
 from genai_prices import Usage, calc_price
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from agentwatch.collector._app import Collector
+from agentwatch.app._collector import Collector
 from agentwatch.storage._conventions import (
     COLUMNS,
     ENVIRONMENT_KEYS,

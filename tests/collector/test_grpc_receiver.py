@@ -10,7 +10,7 @@ import grpc
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from agentwatch.collector._app import Collector
+from agentwatch.app._collector import Collector
 from agentwatch.collector._writer import WriterSettings
 from tests.collector.conftest import (
     ConfigureSdk,

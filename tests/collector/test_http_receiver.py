@@ -26,7 +26,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from agentwatch.collector._app import Collector
+from agentwatch.app._collector import Collector
 from agentwatch.collector._decode import DecodeLimits
 from agentwatch.collector._writer import WriterSettings
 from tests.collector.conftest import (

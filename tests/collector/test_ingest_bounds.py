@@ -24,7 +24,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from agentwatch.collector._app import Collector
+from agentwatch.app._collector import Collector
 from agentwatch.collector._stats import Stats
 from agentwatch.collector._storable import LAST_DATETIME_S, MAX_DAYS_PER_REQUEST, NS_PER_DAY
 from tests.collector.conftest import (

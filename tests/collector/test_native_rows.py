@@ -27,8 +27,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from agentwatch._testing import capture_spans
+from agentwatch.app._collector import Collector
 from agentwatch.collector import _native_rows
-from agentwatch.collector._app import Collector
 from agentwatch.collector._decode import (
     DecodeLimits,
     InvalidRequest,

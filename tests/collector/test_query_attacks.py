@@ -38,7 +38,7 @@ from urllib.parse import urlencode
 import pyarrow as pa
 import pytest
 
-from agentwatch.collector._query_endpoint import EndpointLimits, QueryEndpoint
+from agentwatch.query._endpoint import EndpointLimits, QueryEndpoint
 from agentwatch.storage._reader import ReaderLimits
 from agentwatch.storage._schema import SPANS_TABLE
 from agentwatch.storage._store import EmbeddedStore, apply_migrations

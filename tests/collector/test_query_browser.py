@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
-from agentwatch.collector._query_endpoint import QueryEndpoint
+from agentwatch.query._endpoint import QueryEndpoint
 from agentwatch.storage._store import EmbeddedStore, apply_migrations
 from tests.dashboards.test_browser import CHROMIUM, CHROMIUM_ARGS
 

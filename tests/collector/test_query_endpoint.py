@@ -26,7 +26,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, ProgrammingError
 
-from agentwatch.collector._query_endpoint import READ_ONLY, QueryEndpoint
+from agentwatch.query._endpoint import READ_ONLY, QueryEndpoint
 from agentwatch.storage._schema import SPANS_TABLE
 from agentwatch.storage._store import EmbeddedStore, apply_migrations
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agentwatch.collector._query_policy import (
+from agentwatch.query._policy import (
     ACCESS_DENIED,
     READONLY,
     AllowList,

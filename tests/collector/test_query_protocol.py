@@ -9,7 +9,7 @@ import zlib
 
 import pytest
 
-from agentwatch.collector._query_protocol import (
+from agentwatch.query._protocol import (
     EndpointError,
     decode_body,
     fetched_by_another_page,

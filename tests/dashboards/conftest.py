@@ -1,6 +1,6 @@
 """One real collector, fed by the demo fleet through the real SDK, for every dashboard test.
 
-The ``fleet`` fixture starts ``agentwatch.collector._app.Collector`` in-process (OTLP/HTTP and
+The ``fleet`` fixture starts ``agentwatch.app._collector.Collector`` in-process (OTLP/HTTP and
 the read-only ClickHouse HTTP endpoint on free loopback ports, chDB under a temporary
 directory), runs the demo fleet and a few hand-made edge cases at it over OTLP, and waits
 (polling, never sleeping a fixed time) until every span the SDK exported is stored.
@@ -26,11 +26,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import agentwatch as aw
-from agentwatch._demo import DemoFleet, FakeModelClient
-from agentwatch.collector._app import Collector, CollectorConfig
-from agentwatch.collector._query_endpoint import QueryEndpoint
+from agentwatch.app._collector import Collector, CollectorConfig
+from agentwatch.app._demo import DemoFleet, FakeModelClient
 from agentwatch.collector._writer import WriterSettings
 from agentwatch.dashboards import _views
+from agentwatch.query._endpoint import QueryEndpoint
 from agentwatch.storage._schema import migrations
 from agentwatch.storage._store import EmbeddedStore
 from tests import polling

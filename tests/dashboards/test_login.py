@@ -12,7 +12,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from agentwatch._errors import ConfigurationError
-from agentwatch.collector._up import check_dashboard_host
+from agentwatch.app._up import check_dashboard_host
 from agentwatch.dashboards import _data, _login
 
 from .conftest import Fleet

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from agentwatch.collector._passive_health import (
+from agentwatch.alerts._passive import (
     Median,
     PassiveFinding,
     PassiveSettings,

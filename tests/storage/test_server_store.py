@@ -23,7 +23,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from agentwatch.collector._query_endpoint import READ_ONLY, QueryEndpoint
+from agentwatch.query._endpoint import READ_ONLY, QueryEndpoint
 from agentwatch.storage._schema import (
     ALERTS_TABLE,
     MIGRATIONS_TABLE,

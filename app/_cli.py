@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, TypeAlias
 from agentwatch._errors import AgentwatchError
 
 if TYPE_CHECKING:
-    from agentwatch.collector._alerts import AlertOptions
-    from agentwatch.collector._app import CollectorConfig
+    from agentwatch.alerts._evaluator import AlertOptions
+    from agentwatch.app._collector import CollectorConfig
 
     Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
@@ -38,7 +38,7 @@ def _add_demo(sub: Subparsers) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from agentwatch._demo import run_demo
+    from agentwatch.app._demo import run_demo
 
     summary = run_demo(
         tickets=args.tickets, seed=args.seed, endpoint=args.endpoint, console=args.console
@@ -140,7 +140,7 @@ def _collector_arguments(parser: argparse.ArgumentParser) -> None:
 def _collector_config(args: argparse.Namespace) -> CollectorConfig:
     from pathlib import Path
 
-    from agentwatch.collector._app import CollectorConfig
+    from agentwatch.app._collector import CollectorConfig
     from agentwatch.collector._budget import MIB
     from agentwatch.collector._http import HttpLimits
 
@@ -184,7 +184,7 @@ def _add_collector(sub: Subparsers) -> None:
 
 
 def _run_collector(args: argparse.Namespace) -> int:
-    from agentwatch.collector._app import Collector
+    from agentwatch.app._collector import Collector
 
     Collector(_collector_config(args)).serve_forever()
     return 0
@@ -226,7 +226,7 @@ def _add_up(sub: Subparsers) -> None:
 
 
 def _run_up(args: argparse.Namespace) -> int:
-    from agentwatch.collector._up import DemoSchedule, run_up
+    from agentwatch.app._up import DemoSchedule, run_up
 
     return run_up(
         _collector_config(args),
@@ -275,7 +275,7 @@ def _alert_arguments(parser: argparse.ArgumentParser, *, service: bool = False) 
 def _alert_options(args: argparse.Namespace) -> AlertOptions:
     from pathlib import Path
 
-    from agentwatch.collector._alerts import AlertOptions
+    from agentwatch.alerts._evaluator import AlertOptions
 
     return AlertOptions(
         rules_file=Path(args.rules) if args.rules else None,
@@ -317,7 +317,7 @@ def _run_alerts(args: argparse.Namespace) -> int:
     import threading
     from pathlib import Path
 
-    from agentwatch.collector._alerts import run_command
+    from agentwatch.alerts._evaluator import run_command
 
     if args.once and (args.webhook or args.slack_webhook):
         print(

@@ -41,18 +41,7 @@ from typing import Any, Final, TextIO
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from agentwatch.collector._alert_rules import (
-    AnomalyRule,
-    DailyBudgetRule,
-    HealthFailureRule,
-    NoDataRule,
-    Rule,
-    ThresholdRule,
-    Where,
-    default_rules,
-    load_rules,
-)
-from agentwatch.collector._detect import (
+from agentwatch.alerts._detect import (
     AlertKey,
     AlertState,
     Observation,
@@ -67,7 +56,7 @@ from agentwatch.collector._detect import (
     step,
     threshold_finding,
 )
-from agentwatch.collector._notify import (
+from agentwatch.alerts._notify import (
     Alert,
     ConsoleNotifier,
     Dispatcher,
@@ -75,6 +64,17 @@ from agentwatch.collector._notify import (
     RetryPolicy,
     SlackNotifier,
     WebhookNotifier,
+)
+from agentwatch.alerts._rules import (
+    AnomalyRule,
+    DailyBudgetRule,
+    HealthFailureRule,
+    NoDataRule,
+    Rule,
+    ThresholdRule,
+    Where,
+    default_rules,
+    load_rules,
 )
 from agentwatch.storage import _alert_queries as q
 from agentwatch.storage._store import (

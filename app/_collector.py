@@ -119,7 +119,7 @@ class Collector:
             self.grpc = GrpcReceiver(self.ingestor, config.host, config.grpc_port)
         self.query: Any = None
         if config.query_port is not None and isinstance(self.store, EmbeddedStore):
-            from agentwatch.collector._query_endpoint import QueryEndpoint
+            from agentwatch.query._endpoint import QueryEndpoint
 
             self.query = QueryEndpoint(
                 self.store,

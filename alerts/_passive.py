@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-from agentwatch.collector._detect import robust_baseline, silence_finding
+from agentwatch.alerts._detect import robust_baseline, silence_finding
 from agentwatch.storage import _health_queries as hq
 from agentwatch.storage._store import Rows, Store
 

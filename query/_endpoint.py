@@ -51,9 +51,9 @@ import pyarrow as pa
 import pyarrow.ipc
 
 from agentwatch._errors import ConfigurationError
-from agentwatch.collector._query_policy import REFUSED, AllowList, Refusal, admit, read_graph
-from agentwatch.collector._query_policy import output_format as format_of
-from agentwatch.collector._query_protocol import (
+from agentwatch.query._policy import REFUSED, AllowList, Refusal, admit, read_graph
+from agentwatch.query._policy import output_format as format_of
+from agentwatch.query._protocol import (
     ACCESS_DENIED,
     AUTHENTICATION_FAILED,
     BAD_ARGUMENTS,

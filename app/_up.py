@@ -14,9 +14,9 @@ from pathlib import Path
 from types import FrameType
 
 from agentwatch._errors import ConfigurationError
-from agentwatch.collector._alerts import AlertOptions, AlertService, start_alert_service
-from agentwatch.collector._app import Collector, CollectorConfig
-from agentwatch.collector._query_protocol import is_loopback
+from agentwatch.alerts._evaluator import AlertOptions, AlertService, start_alert_service
+from agentwatch.app._collector import Collector, CollectorConfig
+from agentwatch.query._protocol import is_loopback
 
 logger = logging.getLogger("agentwatch.up")
 
@@ -115,7 +115,7 @@ class DemoRunner:
 
     def _run(self) -> None:
         from agentwatch._config import configure, force_flush, shutdown
-        from agentwatch._demo import DemoFleet
+        from agentwatch.app._demo import DemoFleet
 
         configure(service_name="demo-support-fleet", endpoint=self.endpoint, environment="demo")
         fleet = DemoFleet(self.seed)

@@ -1,0 +1,1 @@
+"""agentwatch.app: the `agentwatch` command and the wiring that knows every layer."""

@@ -1,1 +1,0 @@
-../../../sdk/_decorators.py

@@ -1,1 +1,0 @@
-../../../sdk/_pytest_plugin.py

@@ -1,1 +1,0 @@
-../../../sdk/_testing.py

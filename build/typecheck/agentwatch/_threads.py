@@ -1,1 +1,0 @@
-../../../sdk/_threads.py

@@ -1,0 +1,1 @@
+"""agentwatch.query: the read-only ClickHouse HTTP endpoint over the embedded store."""
