@@ -9,7 +9,7 @@ import pytest
 
 from agentwatch.storage._store import ServerStore, StorageError
 
-from .up_process import (
+from tests.up_process import (
     Up,
     agentwatch_up,
     children,
