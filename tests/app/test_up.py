@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from agentwatch.storage._store import ServerStore, StorageError
-
 from tests.up_process import (
     Up,
     agentwatch_up,
