@@ -184,9 +184,9 @@ def _discard_leftovers(reader: ReaderSession) -> None:
         logger.warning("a reader could not be cleared after a failed query")
 
 
-def _cancel(reader: ReaderSession) -> None:
+def _cancel(reader: ReaderSession, *, wait_s: float = 0.0) -> None:
     try:
-        reader.cancel()
+        reader.cancel(wait_s=wait_s)
     except StorageError as exc:
         logger.warning("could not cancel a reader's query: %s", exc)
 
@@ -554,14 +554,15 @@ class _DisconnectWatch:
             for connection, reader in running.items():
                 if not _hung_up(connection):
                     continue
-                # Under the lock, so that the query cannot end and its reader start the next
-                # request's query (which the kill would hit) between the check and the kill.
+                # Under the lock, and waiting for the kill to take effect: the reader goes back
+                # to the pool only after its request leaves the watch (which takes the lock), so
+                # the kill cannot land on the next request's query.
                 with self._lock:
                     if self._running.get(connection) is not reader:
                         continue
                     del self._running[connection]
                     logger.info("client went away: cancelling its query")
-                    _cancel(reader)
+                    _cancel(reader, wait_s=5.0)
 
     def stop(self) -> None:
         self._stop.set()

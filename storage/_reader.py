@@ -15,6 +15,7 @@ can be found and killed from the store's own connection.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -98,17 +99,20 @@ class ReaderSession:
         self._session: Any = chdb_session.Session(f"{store.path}?{options}")  # type: ignore[no-untyped-call]
         self._database = ""
         self.lock = threading.Lock()
+        self._cancels = 0  # cancels asked for so far (a retry must not undo one)
 
     def _query(self, sql: str, fmt: str, params: Mapping[str, str] | None = None) -> Any:
         """``params`` as the HTTP interface carries them: ClickHouse's escaped text form."""
         bound = dict(params) if params else None
+        cancels_before = self._cancels
         try:
             return self._session.query(sql, fmt, params=bound)
         except Exception as exc:
-            if _KILLED_BEFORE_START not in str(exc):
+            if _KILLED_BEFORE_START not in str(exc) or self._cancels != cancels_before:
                 raise StorageError(str(exc)) from exc
         # A cancel meant for this connection's previous query (it ended as the kill arrived)
         # can land on the next one before it starts; that query did nothing: run it again.
+        # One asked for while this query ran was meant for it: that one stands.
         discard_leftovers(self._session)
         try:
             return self._session.query(sql, fmt, params=bound)
@@ -173,12 +177,28 @@ class ReaderSession:
     def _names(self, sql: str) -> tuple[str, ...]:
         return tuple(str(n) for n in self._query(sql, "ArrowTable").column(0).to_pylist())
 
-    def cancel(self) -> None:
-        """Kill this connection's running query, if any (from the store's own connection)."""
+    def cancel(self, *, wait_s: float = 0.0) -> None:
+        """Kill this connection's running query, if any (from the store's own connection).
+
+        With ``wait_s``, return once the query has left ``system.processes`` (or that long has
+        passed): a kill still on its way when the query finished by itself would otherwise
+        land on this connection's next query. The engine's ``KILL ... SYNC`` does not wait for
+        that here, so the wait is ours."""
+        params = {"reader": self.name}
+        self._cancels += 1
         self.store.command(
-            "KILL QUERY WHERE Settings['log_comment'] = {reader:String} ASYNC",
-            {"reader": self.name},
+            "KILL QUERY WHERE Settings['log_comment'] = {reader:String} ASYNC", params
         )
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            left = self.store.query(
+                "SELECT count() FROM system.processes "
+                "WHERE Settings['log_comment'] = {reader:String}",
+                params,
+            ).scalar()
+            if not left:
+                return
+            time.sleep(0.005)  # the engine unwinds the query; check again shortly
 
     def discard_leftovers(self) -> bool:
         """Clear what a failed query left on this connection (see ``discard_leftovers``)."""

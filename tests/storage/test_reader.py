@@ -125,3 +125,33 @@ def test_the_engine_alone_does_not_confine_scalar_file_or_into_outfile(
     written = tmp_path / "written.tsv"
     reader.run(f"SELECT 1 INTO OUTFILE '{written}'", "TSV", None)
     assert written.exists()
+
+
+def test_a_waiting_cancel_returns_only_once_the_query_has_ended(store: EmbeddedStore) -> None:
+    """``cancel(wait_s=...)``: when it returns no query of the reader is left for the kill to
+    land on, so the reader's next query cannot be the one it hits."""
+    slow = ReaderSession(store, "reader_to_cancel_sync", ReaderLimits(max_execution_time_s=120))
+    errors: list[str] = []
+
+    def run() -> None:
+        try:
+            slow.run(RUNAWAY, "TSV", None)
+        except StorageError as exc:
+            errors.append(str(exc))
+
+    running = (
+        "SELECT count() FROM system.processes "
+        "WHERE Settings['log_comment'] = 'reader_to_cancel_sync'"
+    )
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        wait_until(lambda: store.query(running).scalar() == 1, timeout=30, what="the query")
+        slow.cancel(wait_s=30)
+        assert store.query(running).scalar() == 0
+        worker.join(30)
+        assert len(errors) == 1
+        assert "QUERY_WAS_CANCELLED" in errors[0]
+        assert slow.run("SELECT 1", "TSV", None).bytes() == b"1\n"
+    finally:
+        slow.close()
