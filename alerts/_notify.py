@@ -36,7 +36,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Final, Literal, Protocol, TextIO
 from urllib.parse import urlparse
 
-from agentwatch._errors import ConfigurationError
+from agentwatch._errors import AgentwatchError, ConfigurationError
 
 logger = logging.getLogger("agentwatch.alerts.notify")
 
@@ -112,7 +112,7 @@ def _iso(moment: datetime) -> str:
 
 
 # --- notifiers ----------------------------------------------------------------------------------
-class DeliveryError(Exception):
+class DeliveryError(AgentwatchError):
     """A delivery failed; ``retryable`` says whether trying again may help."""
 
     def __init__(self, message: str, *, retryable: bool, retry_after_s: float | None = None):
@@ -265,7 +265,7 @@ def slack_payload(alert: Alert) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": alert.title[:150]}},
         {"type": "section", "text": {"type": "mrkdwn", "text": _mrkdwn(alert.summary)[:3000]}},
-        {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields[:10]]},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": text} for text in fields[:10]]},
     ]
     if alert.links:
         links = [

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from agentwatch._errors import AgentwatchError
+from agentwatch._errors import AgentwatchError, ConfigurationError
 
 MIB = 1024 * 1024
 
@@ -29,7 +29,7 @@ class MemoryBudget:
 
     def __init__(self, limit_bytes: int) -> None:
         if limit_bytes <= 0:
-            raise ValueError(f"the memory budget must be positive, not {limit_bytes}")
+            raise ConfigurationError(f"the memory budget must be positive, not {limit_bytes}")
         self.limit_bytes = limit_bytes
         self._held = 0
         self._cond = threading.Condition()

@@ -31,7 +31,7 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from agentwatch import _semconv as sc
+from agentwatch import _semconv as semconv
 from agentwatch._errors import ConfigurationError
 from agentwatch._redact import default_redactor
 
@@ -42,7 +42,7 @@ POLICIES: Final = (KEEP, REDACT, DROP)
 DEFAULT_POLICY: Final = REDACT
 
 # Temporaries come from glibc malloc (tuned by collector/_malloc.py), not Arrow's default
-# mimalloc pool, whose per-thread heaps kept ~20 MB more resident across the request threads.
+# mimalloc pool, whose per-thread heaps kept more memory resident across the request threads.
 _POOL: Final = pa.system_memory_pool()
 _ZERO: Final = pa.array([0], type=pa.int32())
 
@@ -62,15 +62,15 @@ CONTENT_KEYS: Final[tuple[ContentKeys, ...]] = (
     ContentKeys(
         "agentwatch SDK",
         keys=(
-            sc.GEN_AI_INPUT_MESSAGES,
-            sc.GEN_AI_OUTPUT_MESSAGES,
-            sc.GEN_AI_TOOL_CALL_ARGUMENTS,
-            sc.GEN_AI_TOOL_CALL_RESULT,
-            sc.DECISION_REASONING,
-            sc.HEALTH_ANSWER,
-            sc.HEALTH_REASON,
-            sc.FEEDBACK_COMMENT,
-            sc.TASK_OUTCOME_REASON,
+            semconv.GEN_AI_INPUT_MESSAGES,
+            semconv.GEN_AI_OUTPUT_MESSAGES,
+            semconv.GEN_AI_TOOL_CALL_ARGUMENTS,
+            semconv.GEN_AI_TOOL_CALL_RESULT,
+            semconv.DECISION_REASONING,
+            semconv.HEALTH_ANSWER,
+            semconv.HEALTH_REASON,
+            semconv.FEEDBACK_COMMENT,
+            semconv.TASK_OUTCOME_REASON,
         ),
     ),
     ContentKeys(

@@ -20,13 +20,15 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from agentwatch._errors import AgentwatchError
+
 SPAN_KINDS: Final = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
 STATUS_CODES: Final = ("Unset", "Ok", "Error")
 
 
-class InvalidRequest(ValueError):
+class InvalidRequest(AgentwatchError, ValueError):
     """The request cannot be stored; the message says what is wrong (sent back as ``status``,
-    a 400 unless the request is merely too big)."""
+    a 400 unless the request is merely too big). Also a ``ValueError``, as it always was."""
 
     def __init__(self, message: str, reason: str = "invalid", status: int = 400) -> None:
         super().__init__(message)

@@ -14,7 +14,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from agentwatch._errors import ConfigurationError
+from agentwatch._errors import AgentwatchError, ConfigurationError
 from agentwatch.collector._budget import MIB, MemoryBudget
 from agentwatch.collector._content import DEFAULT_POLICY, apply_content_policy, check_policy
 from agentwatch.collector._decode import (
@@ -60,7 +60,7 @@ class IngestSettings:
         check_policy(self.content)
 
 
-class StoreTimeout(Exception):
+class StoreTimeout(AgentwatchError):
     """Rows were queued but not committed in time; the client should retry."""
 
 

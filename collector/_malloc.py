@@ -3,10 +3,9 @@
 Request bodies and decoded column buffers are a few hundred KB each. glibc serves such blocks
 with mmap and gives them back on free, but after the first free it raises its mmap threshold
 (up to 32 MB), so later ones come from per-thread arenas that keep freed memory: with 16
-request threads that grew the collector's resident set by ~60 MB under load. A fixed
-threshold (which also turns the raising off) and two arenas keep it flat; measured with
-``python -m benchmarks.bench_collector`` (benchmarks/BENCHMARKS.md): peak RSS 552 -> 437 MB,
-throughput within noise.
+request threads that grew the collector's resident set under load. A fixed threshold (which
+also turns the raising off) and two arenas keep it flat at the same throughput; measured with
+``python -m benchmarks.bench_collector`` (figures in benchmarks/BENCHMARKS.md).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Span rows from OTLP protobuf bytes through the native decoder, priced; same table as the
-Python path (``request_to_columns`` + ``spans_to_arrow``), several times faster.
+Python path (``request_to_columns`` + ``spans_to_arrow``), faster (benchmarks/BENCHMARKS.md).
 
 The native decoder writes Arrow-layout buffers that are wrapped here without copying. It
 declines (None) whatever it does not handle, and the caller falls back to the Python decoder,

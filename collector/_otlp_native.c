@@ -1,8 +1,8 @@
 /*
  * OTLP ExportTraceServiceRequest (protobuf wire format) to span-table column buffers.
  *
- * The collector's Python decoder (_decode.py) costs ~10 us per span under the GIL; this reads
- * the wire format directly and writes Arrow-layout buffers (int32 offsets + UTF-8 data,
+ * The collector's Python decoder (_decode.py) holds the GIL for most of a span's cost (figures
+ * in benchmarks/BENCHMARKS.md); this reads the wire format directly and writes Arrow-layout buffers (int32 offsets + UTF-8 data,
  * little-endian integers) that pyarrow wraps without copying, with the values the Python
  * decoder would produce.
  *

@@ -1,8 +1,8 @@
 """Token cost in USD, from genai-prices' bundled table plus the user's overrides. Pure logic.
 
-genai-prices takes ~70 µs per lookup, far too slow per span, so each (provider, model) is
-resolved once into per-token rates. Prices in tiers of input tokens (long-context prices) are
-resolved into rates per tier; any other shape that is not linear in tokens is priced exactly,
+A genai-prices lookup is far too slow to run per span, so each (provider, model) is resolved
+once into per-token rates. Prices in tiers of input tokens (long-context prices) are resolved
+into rates per tier; any other shape that is not linear in tokens is priced exactly,
 call by call, with a small cache. Both are checked against genai-prices when resolved.
 """
 
@@ -104,7 +104,7 @@ class _Exact:
 class _Tiered:
     """A model priced in tiers of total input tokens (a call past a tier's start pays that
     tier's rates on all its tokens): linear rates per tier, resolved once, so a call costs a
-    bisect and a few multiplications instead of a genai-prices call (~120 us). A call whose
+    bisect and a few multiplications instead of a genai-prices call. A call whose
     input is exactly at a tier's start is priced exactly (either side could be meant)."""
 
     def __init__(self, starts: list[int], rates: list[Rates], exact: _Exact) -> None:
@@ -290,7 +290,7 @@ class PriceTable:
             provider, model = split_model(override.model, override.provider)
             self._overrides[(provider, model)] = override.rates()
         self._cache: dict[tuple[str, str], Rates | _Tiered | _Exact | None] = {}
-        # Resolving a model not seen before costs genai-prices lookups (~0.1-0.3 ms). A sender
+        # Resolving a model not seen before costs genai-prices lookups. A sender
         # inventing a new model name per span could spend the collector's CPU on them, so new
         # names are resolved at most RESOLVE_BURST at once, RESOLVE_PER_S a second after that;
         # past it a call is left unpriced (not cached: the name is resolved when allowed).

@@ -296,8 +296,8 @@ class BatchWriter:
                 future.set_exception(error)
 
     def _maybe_release_memory(self) -> None:
-        # chDB's allocator keeps what inserts and merges freed (~200 MB under load); purging
-        # it every second costs a few ms of the writer's time and keeps the RSS bounded.
+        # chDB's allocator keeps what inserts and merges freed; purging it every second costs
+        # little of the writer's time and keeps the RSS bounded.
         release = getattr(self.store, "release_memory", None)
         now = time.monotonic()
         if release is None or now - self._last_release < self.settings.release_memory_every_s:

@@ -22,6 +22,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from agentwatch._errors import AgentwatchError
+
 # ClickHouse's codes: READONLY for statements that are not reads, ACCESS_DENIED for reads that
 # reach what they may not.
 READONLY: Final = 164
@@ -236,7 +238,7 @@ _HEADER: Final = ("digraph {", '    rankdir="UD";')
 _SUFFIX: Final = re.compile(r"(?: \((?:alias [^)]*|children \d+)\))+$")
 
 
-class Refusal(Exception):
+class Refusal(AgentwatchError):
     """A statement the endpoint will not run; ``code`` is ClickHouse's (164 or 497)."""
 
     def __init__(self, code: int, reason: str) -> None:

@@ -1,4 +1,27 @@
-"""The exceptions agentwatch raises: one root, configuration errors are also ValueErrors."""
+"""The exceptions agentwatch raises: one root, configuration errors are also ValueErrors.
+
+Our exception hierarchy (catch ``AgentwatchError`` for anything from us)::
+
+    AgentwatchError                      sdk/_errors.py (agentwatch.AgentwatchError)
+    ├── ConfigurationError (ValueError)  sdk/_errors.py (agentwatch.ConfigurationError)
+    │   └── AlertRulesError              alerts/_rules.py
+    ├── AgentLimitExceeded               sdk/_errors.py (agentwatch.AgentLimitExceeded)
+    ├── InvalidRequest (ValueError)      collector/_decode.py
+    ├── StoreTimeout                     collector/_ingest.py
+    ├── MemoryBusy                       collector/_budget.py
+    ├── Overloaded                       collector/_writer.py
+    ├── WriterStopped                    collector/_writer.py
+    ├── RowsRefused                      collector/_writer.py
+    ├── StorageError                     storage/_store.py
+    ├── DeliveryError                    alerts/_notify.py
+    ├── Refusal                          query/_policy.py (becomes an EndpointError)
+    ├── EndpointError                    query/_protocol.py
+    └── Unavailable                      dashboards/_data.py
+
+Only the first three are public; the rest are raised and caught inside the collector, the query
+endpoint, alerting and the dashboards (``agentwatch`` commands print any of them as one line).
+tests/test_errors.py fails on an exception class defined outside this tree.
+"""
 
 from __future__ import annotations
 

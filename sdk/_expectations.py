@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from agentwatch._errors import ConfigurationError
+
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
@@ -187,7 +189,7 @@ class _Matches(Expectation):
 class _MaxLength(Expectation):
     def __init__(self, chars: int) -> None:
         if chars < 0:
-            raise ValueError(f"max_length needs a length >= 0, not {chars!r}")
+            raise ConfigurationError(f"max_length needs a length >= 0, not {chars!r}")
         self.chars = chars
         self.description = f"max_length({chars})"
 
@@ -249,7 +251,7 @@ class _ValidJson(Expectation):
 class _MaxLatency(Expectation):
     def __init__(self, seconds: float) -> None:
         if not seconds > 0:
-            raise ValueError(f"max_latency needs seconds > 0, not {seconds!r}")
+            raise ConfigurationError(f"max_latency needs seconds > 0, not {seconds!r}")
         self.seconds = seconds
         self.description = f"max_latency({seconds:g}s)"
 
@@ -366,14 +368,14 @@ def predicate(fn: Callable[[Any], object], description: str | None = None) -> Ex
 def all_of(*parts: Expectation) -> Expectation:
     """Every part holds (the same as ``a & b & ...``)."""
     if not parts:
-        raise ValueError("all_of needs at least one expectation")
+        raise ConfigurationError("all_of needs at least one expectation")
     return _AllOf(parts)
 
 
 def any_of(*parts: Expectation) -> Expectation:
     """At least one part holds (the same as ``a | b | ...``)."""
     if not parts:
-        raise ValueError("any_of needs at least one expectation")
+        raise ConfigurationError("any_of needs at least one expectation")
     return _AnyOf(parts)
 
 

@@ -1,7 +1,8 @@
 """Telemetry must never break the agent it watches.
 
-Internal errors are logged and swallowed. Under pytest they are re-raised so that our own bugs
-fail tests instead of hiding in a log; ``AGENTWATCH_RAISE_INTERNAL_ERRORS=0`` turns that off.
+Internal errors are logged and swallowed, in production and in our users' test suites alike.
+``AGENTWATCH_RAISE_INTERNAL_ERRORS=1`` re-raises them instead, so that our bugs fail tests rather
+than hide in a log: agentwatch's own test suite sets it (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -13,10 +14,8 @@ logger = logging.getLogger("agentwatch")
 
 
 def _should_raise() -> bool:
-    flag = os.environ.get("AGENTWATCH_RAISE_INTERNAL_ERRORS")
-    if flag is not None:
-        return flag not in ("", "0", "false", "no")
-    return "PYTEST_CURRENT_TEST" in os.environ
+    flag = os.environ.get("AGENTWATCH_RAISE_INTERNAL_ERRORS", "")
+    return flag.strip().lower() not in ("", "0", "false", "no")
 
 
 def internal_error(what: str) -> None:

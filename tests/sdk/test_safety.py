@@ -1,11 +1,18 @@
 """Telemetry never breaks the agent: user exceptions pass through untouched, our own failures
-are logged and swallowed (re-raised under pytest), and unconfigured decorators are inert."""
+are logged and swallowed (re-raised only when ``AGENTWATCH_RAISE_INTERNAL_ERRORS`` is set, as
+tests/conftest.py does for our suite; never in users' suites), and unconfigured decorators are
+inert."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
+import textwrap
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +20,7 @@ from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 
 import agentwatch as aw
-from agentwatch import _semconv as sc
+from agentwatch import _semconv as semconv
 from agentwatch._testing import CapturedSpans
 from tests.sdk.support import attrs, openai_chat
 
@@ -89,7 +96,7 @@ def test_user_exception_propagates_unchanged_and_marks_the_span_error(
     assert span.status.status_code is StatusCode.ERROR
     # Content capture is off: the message (which may quote user data) stays in the process.
     assert span.status.description == f"{__name__}.PaymentDeclined"
-    assert attrs(span)[sc.ERROR_TYPE] == f"{__name__}.PaymentDeclined"
+    assert attrs(span)[semconv.ERROR_TYPE] == f"{__name__}.PaymentDeclined"
     assert [e.name for e in span.events] == ["exception"]
 
 
@@ -103,7 +110,7 @@ def test_builtin_exception_error_type_is_the_bare_class_name(
     with pytest.raises(TimeoutError):
         handle()
 
-    assert attrs(agentwatch_spans.one("invoke_agent handle"))[sc.ERROR_TYPE] == "TimeoutError"
+    assert attrs(agentwatch_spans.one("invoke_agent handle"))[semconv.ERROR_TYPE] == "TimeoutError"
 
 
 def test_exception_keeps_its_traceback_through_the_decorator(
@@ -135,8 +142,9 @@ def redactor_broken_on(marker: str) -> Callable[[str], str]:
     return redact
 
 
-def test_internal_error_is_reraised_under_pytest() -> None:
-    """Our own bugs must fail our tests instead of hiding in a log."""
+def test_internal_error_is_reraised_in_our_own_suite() -> None:
+    """Our own bugs must fail our tests instead of hiding in a log: tests/conftest.py opts in."""
+    assert os.environ["AGENTWATCH_RAISE_INTERNAL_ERRORS"] == "1"
 
     @aw.tool
     def lookup(order_id: str) -> str:
@@ -191,17 +199,16 @@ def test_internal_error_while_recording_a_result_still_ends_the_span(
 
     assert result is response
     span = captured.one("chat gpt-4o")
-    assert attrs(span)[sc.GEN_AI_USAGE_INPUT_TOKENS] == 120
-    assert sc.GEN_AI_OUTPUT_MESSAGES not in attrs(span)
+    assert attrs(span)[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 120
+    assert semconv.GEN_AI_OUTPUT_MESSAGES not in attrs(span)
     assert [r.levelno for r in caplog.records if r.name == "agentwatch"] == [logging.ERROR]
 
 
-@pytest.mark.parametrize("value", ["1", "true"])
+@pytest.mark.parametrize("value", ["1", "true", "yes"])
 def test_raise_internal_errors_env_turns_raising_on(
     monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:
     monkeypatch.setenv("AGENTWATCH_RAISE_INTERNAL_ERRORS", value)
-    monkeypatch.delenv("PYTEST_CURRENT_TEST")
 
     @aw.tool
     def lookup(order_id: str) -> str:
@@ -214,11 +221,16 @@ def test_raise_internal_errors_env_turns_raising_on(
         lookup("o-1")
 
 
-def test_internal_errors_are_swallowed_outside_pytest_by_default(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("value", [None, "", "0", "false", "no"])
+def test_internal_error_under_pytest_is_logged_not_raised_unless_opted_in(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, value: str | None
 ) -> None:
-    monkeypatch.delenv("AGENTWATCH_RAISE_INTERNAL_ERRORS", raising=False)
-    monkeypatch.delenv("PYTEST_CURRENT_TEST")
+    """Running under pytest is not an opt-in: only the variable is."""
+    if value is None:
+        monkeypatch.delenv("AGENTWATCH_RAISE_INTERNAL_ERRORS", raising=False)
+    else:
+        monkeypatch.setenv("AGENTWATCH_RAISE_INTERNAL_ERRORS", value)
+    assert "PYTEST_CURRENT_TEST" in os.environ
     caplog.set_level(logging.ERROR, logger="agentwatch")
 
     @aw.tool
@@ -228,6 +240,62 @@ def test_internal_errors_are_swallowed_outside_pytest_by_default(
     with aw.capture_spans(capture_content=True, redact=broken_redactor):
         assert lookup("o-1") == "o-1"
     assert len([r for r in caplog.records if r.name == "agentwatch"]) == 1
+
+
+USER_TEST = """
+import logging
+
+import agentwatch as aw
+
+
+def redact(text):
+    raise RuntimeError("bug in the redactor")
+
+
+@aw.tool
+def lookup(order_id):
+    return "found " + order_id
+
+
+def test_lookup(caplog):
+    with aw.capture_spans(capture_content=True, redact=redact) as captured:
+        assert lookup("o-1") == "found o-1"
+    assert [span.name for span in captured.spans] == ["execute_tool lookup"]
+    assert [r.levelno for r in caplog.records if r.name == "agentwatch"] == [logging.ERROR]
+"""
+
+
+def run_user_suite(project: Path, extra_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k != "AGENTWATCH_RAISE_INTERNAL_ERRORS" and not k.startswith("PYTEST_")
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=project,
+        env={**env, **extra_env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_internal_error_never_fails_a_users_test_suite(tmp_path: Path) -> None:
+    """A user's own pytest run (the plugin loaded from the entry point, as installed): an
+    agentwatch internal error inside their test is logged, and their test passes."""
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "test_user_agent.py").write_text(textwrap.dedent(USER_TEST))
+
+    result = run_user_suite(tmp_path, {})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
+
+    # The same suite with the opt-in fails: the test above did hit an internal error.
+    opted_in = run_user_suite(tmp_path, {"AGENTWATCH_RAISE_INTERNAL_ERRORS": "1"})
+    assert opted_in.returncode == 1, opted_in.stdout + opted_in.stderr
+    assert "RuntimeError: bug in the redactor" in opted_in.stdout
 
 
 # --- not configured ---------------------------------------------------------------------------
