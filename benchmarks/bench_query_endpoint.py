@@ -31,8 +31,9 @@ from typing import Any
 
 from agentwatch.app._collector import Collector, CollectorConfig
 from agentwatch.query._policy import AllowList, admit, read_graph
-from agentwatch.storage import _queries as q
+from agentwatch.storage._overview_queries import overview_with_trend
 from agentwatch.storage._reader import ReaderLimits, ReaderSession
+from agentwatch.storage._scope import Filters
 from agentwatch.storage._store import EmbeddedStore, Params, Rows, ServerStore
 
 
@@ -84,9 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     with seeded_collector(args.demo_tickets) as collector:
         store = collector.store
         assert isinstance(store, EmbeddedStore)
-        filters = q.Filters.last(timedelta(days=1))
+        filters = Filters.last(timedelta(days=1))
         recording = Recording(store)
-        q.overview_with_trend(recording, filters)  # type: ignore[arg-type]
+        overview_with_trend(recording, filters)  # type: ignore[arg-type]
         statements = recording.statements
         url = collector.query_client_url("agentwatch")
         assert url is not None

@@ -3,9 +3,10 @@
 ``AGENTWATCH_CLICKHOUSE_URL`` says where (``http://user:pass@host:8123/database``). In embedded
 mode that is the collector's read-only query endpoint (``agentwatch up`` sets it); with a
 ClickHouse server it is the server. Either way the store is ``ServerStore``, and every query
-is a function of ``agentwatch.storage._queries`` (or of the alert and health reads, and passive
-health), run through ``query()`` so that results are cached for ``CACHE_TTL_S`` seconds per
-(URL, query, arguments).
+is a function of the dashboard's query modules in ``agentwatch.storage`` (``_overview_queries``,
+``_cost_queries``, ``_decision_queries``, ``_trace_queries``, ``_sidebar_queries``), of the alert
+and health reads, or passive health's check, run through ``query()`` so that results are cached
+for ``CACHE_TTL_S`` seconds per (URL, query, arguments).
 """
 
 from __future__ import annotations
@@ -17,12 +18,37 @@ from typing import Any, Concatenate, Final, ParamSpec, TypeVar, cast
 import streamlit as st
 
 from agentwatch._errors import AgentwatchError
-from agentwatch.alerts import _passive as ph
+from agentwatch.alerts._passive import check_passive_health
 from agentwatch.dashboards._format import safe_url
-from agentwatch.storage import _alert_queries as aq
-from agentwatch.storage import _health_queries as hq
-from agentwatch.storage import _queries as q
+from agentwatch.storage._alert_queries import active_alerts, recent_alerts
+from agentwatch.storage._cost_queries import (
+    completion_by_task_type,
+    cost_by_task_type,
+    cost_over_time_by_model,
+    cost_over_time_by_task_type,
+    cost_summary,
+    most_expensive_traces,
+    unpriced_models,
+)
+from agentwatch.storage._decision_queries import (
+    calibration,
+    confidence_distribution,
+    threshold_explorer,
+)
+from agentwatch.storage._health_queries import (
+    alerts_table_exists,
+    health_checks,
+    health_pass_rate,
+)
+from agentwatch.storage._overview_queries import (
+    declared_tools,
+    error_categories,
+    overview,
+    tool_usage,
+)
+from agentwatch.storage._sidebar_queries import data_presence, filter_options
 from agentwatch.storage._store import ServerStore, Store
+from agentwatch.storage._trace_queries import trace_list, trace_spans
 
 ENV_URL: Final = "AGENTWATCH_CLICKHOUSE_URL"
 DEFAULT_URL: Final = "http://127.0.0.1:8123/agentwatch"
@@ -35,30 +61,30 @@ R = TypeVar("R")
 _QUERIES: Final[dict[str, Callable[..., Any]]] = {
     fn.__name__: fn
     for fn in (
-        q.overview,
-        q.completion_by_task_type,
-        q.cost_by_task_type,
-        q.confidence_distribution,
-        q.calibration,
-        q.threshold_explorer,
-        q.tool_usage,
-        q.declared_tools,
-        q.error_categories,
-        q.cost_over_time_by_model,
-        q.cost_over_time_by_task_type,
-        q.cost_summary,
-        q.unpriced_models,
-        q.most_expensive_traces,
-        q.trace_list,
-        q.trace_spans,
-        q.filter_options,
-        q.data_presence,
-        aq.active_alerts,
-        aq.recent_alerts,
-        hq.alerts_table_exists,
-        hq.health_checks,
-        hq.health_pass_rate,
-        ph.check_passive_health,
+        overview,
+        completion_by_task_type,
+        cost_by_task_type,
+        confidence_distribution,
+        calibration,
+        threshold_explorer,
+        tool_usage,
+        declared_tools,
+        error_categories,
+        cost_over_time_by_model,
+        cost_over_time_by_task_type,
+        cost_summary,
+        unpriced_models,
+        most_expensive_traces,
+        trace_list,
+        trace_spans,
+        filter_options,
+        data_presence,
+        active_alerts,
+        recent_alerts,
+        alerts_table_exists,
+        health_checks,
+        health_pass_rate,
+        check_passive_health,
     )
 }
 

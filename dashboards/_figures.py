@@ -1,6 +1,6 @@
 """Plotly figures for the dashboard pages, built from query results (``Rows``).
 
-Plain functions, no Streamlit: each takes what a query in ``agentwatch.storage._queries``
+Plain functions, no Streamlit: each takes what a dashboard query in ``agentwatch.storage``
 returned and gives back a ``plotly.graph_objects.Figure``. An empty result gives an empty
 figure that says so, never an exception. (The Overview's tool usage is a table: its rows are
 built here too.)
@@ -15,8 +15,9 @@ from typing import Any, Final
 
 import plotly.graph_objects as go
 
-from agentwatch.storage._queries import OUTCOMES, threshold_summary
+from agentwatch.storage._decision_queries import threshold_summary
 from agentwatch.storage._store import Rows
+from agentwatch.storage._tasks import OUTCOMES
 
 OUTCOME_COLORS: Final[Mapping[str, str]] = {
     "completed": "#2e9e5b",
@@ -41,13 +42,13 @@ CATEGORY_LABELS: Final[Mapping[str, str]] = {
 _MARGIN: Final = {"l": 10, "r": 10, "t": 40, "b": 10}
 
 
-def _figure(title: str) -> go.Figure:
+def new_figure(title: str) -> go.Figure:
     fig = go.Figure()
     fig.update_layout(title=title, margin=_MARGIN, legend={"orientation": "h", "y": -0.2})
     return fig
 
 
-def _empty(fig: go.Figure, message: str = "No data in this range") -> go.Figure:
+def mark_empty(fig: go.Figure, message: str = "No data in this range") -> go.Figure:
     fig.add_annotation(
         text=message, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5, font={"size": 14}
     )
@@ -62,10 +63,10 @@ def _label(value: str, blank: str = "(none)") -> str:
 
 def completion_by_task_type(rows: Rows) -> go.Figure:
     """Stacked horizontal bars: each task type's tasks by outcome."""
-    fig = _figure("Outcomes by task type")
+    fig = new_figure("Outcomes by task type")
     data = rows.dicts()
     if not data:
-        return _empty(fig)
+        return mark_empty(fig)
     types = [_label(r["task_type"]) for r in data]
     for outcome in OUTCOMES:
         fig.add_trace(
@@ -85,10 +86,10 @@ def completion_by_task_type(rows: Rows) -> go.Figure:
 
 def cost_by_task_type(rows: Rows) -> go.Figure:
     """Grouped bars: cost per task and cost per successful task, for each task type."""
-    fig = _figure("Cost per task type")
+    fig = new_figure("Cost per task type")
     data = rows.dicts()
     if not data:
-        return _empty(fig)
+        return mark_empty(fig)
     types = [_label(r["task_type"]) for r in data]
     fig.add_trace(go.Bar(name="per task", x=types, y=[r["cost_per_task"] for r in data]))
     fig.add_trace(
@@ -100,10 +101,10 @@ def cost_by_task_type(rows: Rows) -> go.Figure:
 
 def confidence_by_outcome(rows: Rows, bins: int = 20) -> go.Figure:
     """Stacked histogram of decision confidence, split by the outcome of the decision's task."""
-    fig = _figure("Decision confidence by task outcome")
+    fig = new_figure("Decision confidence by task outcome")
     data = rows.dicts()
     if not data:
-        return _empty(fig, "No decisions in this range")
+        return mark_empty(fig, "No decisions in this range")
     counts: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for r in data:
         counts[r["task_outcome"]][int(r["bucket"])] += int(r["decisions"])
@@ -128,10 +129,10 @@ def confidence_by_outcome(rows: Rows, bins: int = 20) -> go.Figure:
 
 def confidence_by_task_type(rows: Rows, bins: int = 20) -> go.Figure:
     """Stacked histogram of decision confidence, split by task type."""
-    fig = _figure("Decision confidence by task type")
+    fig = new_figure("Decision confidence by task type")
     data = rows.dicts()
     if not data:
-        return _empty(fig, "No decisions in this range")
+        return mark_empty(fig, "No decisions in this range")
     counts: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for r in data:
         counts[_label(r["decision_task_type"])][int(r["bucket"])] += int(r["decisions"])
@@ -153,10 +154,10 @@ def confidence_by_task_type(rows: Rows, bins: int = 20) -> go.Figure:
 
 def error_categories(rows: Rows) -> go.Figure:
     """Bars: the share of tasks hit by each category of error."""
-    fig = _figure("Tasks hit by errors, by category")
+    fig = new_figure("Tasks hit by errors, by category")
     data = rows.dicts()
     if not data or not any(r["tasks"] for r in data):
-        return _empty(fig, "No errors in this range")
+        return mark_empty(fig, "No errors in this range")
     fig.add_trace(
         go.Bar(
             x=[CATEGORY_LABELS.get(r["category"], r["category"]) for r in data],
@@ -173,10 +174,10 @@ def error_categories(rows: Rows) -> go.Figure:
 
 def cost_over_time(rows: Rows, group: str) -> go.Figure:
     """Stacked bars of spend per time bucket, one series per ``group`` (model or task_type)."""
-    fig = _figure(f"Spend over time by {group.replace('_', ' ')}")
+    fig = new_figure(f"Spend over time by {group.replace('_', ' ')}")
     data = rows.dicts()
     if not data:
-        return _empty(fig, "No priced model calls in this range")
+        return mark_empty(fig, "No priced model calls in this range")
     series: dict[str, dict[int, float]] = defaultdict(dict)
     for r in data:
         series[_label(r[group])][int(r["bucket_start"])] = float(r["cost_usd"])
@@ -196,10 +197,10 @@ def cost_over_time(rows: Rows, group: str) -> go.Figure:
 def calibration(rows: Rows) -> go.Figure:
     """Reliability diagram: how often decisions were right (per feedback) at each confidence,
     against the diagonal of perfect calibration; decision counts as bars behind."""
-    fig = _figure("Calibration: confidence vs. feedback says correct")
+    fig = new_figure("Calibration: confidence vs. feedback says correct")
     data = [r for r in rows.dicts() if r["decisions"]]
     if not data:
-        return _empty(fig, "No decisions in this range")
+        return mark_empty(fig, "No decisions in this range")
     fig.add_trace(
         go.Bar(
             name="decisions",
@@ -242,9 +243,9 @@ def calibration(rows: Rows) -> go.Figure:
 
 def threshold_curve(explorer: Rows, threshold: float) -> go.Figure:
     """Auto-approval share and accuracy for every threshold, with the chosen one marked."""
-    fig = _figure("What an auto-approve threshold would have meant")
+    fig = new_figure("What an auto-approve threshold would have meant")
     if not explorer.rows:
-        return _empty(fig, "No decisions in this range")
+        return mark_empty(fig, "No decisions in this range")
     cuts = [i / 100 for i in range(101)]
     summaries = [threshold_summary(explorer, t) for t in cuts]
     fig.add_trace(
@@ -321,10 +322,10 @@ def _span_hover(s: Mapping[str, Any]) -> str:
 def waterfall(spans: Rows | Iterable[Mapping[str, Any]]) -> go.Figure:
     """One trace's spans as a waterfall: a bar from each span's start to its end, indented by
     depth, colored by operation (errors in red), in start order."""
-    fig = _figure("Trace waterfall")
+    fig = new_figure("Trace waterfall")
     data = spans.dicts() if isinstance(spans, Rows) else list(spans)
     if not data:
-        return _empty(fig, "No spans found for this trace")
+        return mark_empty(fig, "No spans found for this trace")
     data.sort(key=lambda s: (s["start_ns"], s["span_id"]))
     t0 = data[0]["start_ns"]
     labels = ["\u2003" * d + s["name"] for d, s in zip(_depths(data), data, strict=True)]

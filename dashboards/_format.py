@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from agentwatch.storage._queries import Overview
+from agentwatch.storage._overview_queries import Overview
 
 NONE: Final = "—"
 

@@ -22,13 +22,18 @@ from urllib.parse import quote
 import plotly.graph_objects as go
 import streamlit as st
 
-from agentwatch.alerts import _passive as ph
+from agentwatch.alerts._passive import check_passive_health, end_ns
+from agentwatch.alerts._passive_detect import PassiveFinding, PassiveSettings
 from agentwatch.dashboards._data import Unavailable, query
-from agentwatch.dashboards._figures import _empty, _figure
+from agentwatch.dashboards._figures import mark_empty, new_figure
 from agentwatch.dashboards._format import NONE, pct, when
-from agentwatch.storage import _alert_queries as aq
-from agentwatch.storage import _health_queries as hq
-from agentwatch.storage._queries import Filters
+from agentwatch.storage._alert_queries import active_alerts, recent_alerts
+from agentwatch.storage._health_queries import (
+    alerts_table_exists,
+    health_checks,
+    health_pass_rate,
+)
+from agentwatch.storage._scope import Filters
 from agentwatch.storage._store import Rows
 
 NO_CHECKS: Final = (
@@ -40,7 +45,7 @@ NO_CHECKS: Final = (
 NO_ALERTS: Final = "No alerts: nothing is firing, and no alert fired or resolved in this range."
 NO_TRAFFIC: Final = "No agent traffic from {start} to {end} to judge."
 ALL_HEALTHY: Final = "No silent agents, no answers much longer than usual, no confidence drops."
-PASSIVE: Final = ph.PassiveSettings()
+PASSIVE: Final = PassiveSettings()
 ACTIVE_LIMIT: Final = 50
 RECENT_LIMIT: Final = 100
 TRACE_LINKS: Final = 5
@@ -182,21 +187,24 @@ def passive_status(breaching: bool | None) -> str:
     return "⚠️ unhealthy" if breaching else "✅ healthy"
 
 
-def no_traffic_text(end: datetime, settings: ph.PassiveSettings = PASSIVE) -> str:
+def no_traffic_text(end: datetime, settings: PassiveSettings = PASSIVE) -> str:
     """No agent ran in the windows passive health reads (they end ``settle_s`` before ``end``)."""
-    last_ns = ph.end_ns(end, settings)
+    last_ns = end_ns(end, settings)
     first_ns = last_ns - (settings.baseline_windows + 1) * settings.window_s * 1_000_000_000
     return NO_TRAFFIC.format(start=stamp(first_ns / 1e6), end=stamp(last_ns / 1e6))
 
 
-def passive_text(finding: ph.PassiveFinding) -> str:
+def passive_text(finding: PassiveFinding) -> str:
     return f"**{finding.title}: {md(finding.subject)}** · {md(finding.summary)}"
 
 
-def passive_table(findings: Sequence[ph.PassiveFinding]) -> Rows:
+def passive_table(findings: Sequence[PassiveFinding]) -> Rows:
     return Rows(
         ["status", "signal", "subject", "summary"],
-        [(passive_status(f.breaching), f.title, f.subject, f.summary) for f in findings],
+        [
+            (passive_status(finding.breaching), finding.title, finding.subject, finding.summary)
+            for finding in findings
+        ],
     )
 
 
@@ -204,10 +212,10 @@ def passive_table(findings: Sequence[ph.PassiveFinding]) -> Rows:
 def pass_rate_figure(rows: Rows) -> go.Figure:
     """One line per health check: the share of its runs that passed, per time bucket (from
     ``health_pass_rate``). Hover shows passed of runs."""
-    fig = _figure("Health check pass rate")
+    fig = new_figure("Health check pass rate")
     data = rows.dicts()
     if not data:
-        return _empty(fig, "No health check runs in this range")
+        return mark_empty(fig, "No health check runs in this range")
     by_check: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in data:
         by_check[str(row["check"])].append(row)
@@ -232,9 +240,9 @@ def alert_banner() -> None:
     """On the Overview: the alerts firing now, only when there are any. Says nothing when the
     store cannot be read (the page's own header says so) or has no alerts table."""
     try:
-        if not query(hq.alerts_table_exists):
+        if not query(alerts_table_exists):
             return
-        active = query(aq.active_alerts, limit=ACTIVE_LIMIT).dicts()
+        active = query(active_alerts, limit=ACTIVE_LIMIT).dicts()
     except Unavailable:
         return
     if not active:
@@ -243,17 +251,17 @@ def alert_banner() -> None:
     show(banner_text(active), icon="🚨")
 
 
-def _since_ms(f: Filters) -> int:
-    return 0 if f.start is None else round(f.start.timestamp() * 1000)
+def _since_ms(filters: Filters) -> int:
+    return 0 if filters.start is None else round(filters.start.timestamp() * 1000)
 
 
-def _alerts(f: Filters) -> None:
+def _alerts(filters: Filters) -> None:
     st.header("Alerts")
-    if not query(hq.alerts_table_exists):
+    if not query(alerts_table_exists):
         st.info(NO_ALERTS)
         return
-    active = query(aq.active_alerts, limit=ACTIVE_LIMIT).dicts()
-    recent = query(aq.recent_alerts, since_ms=_since_ms(f), limit=RECENT_LIMIT).dicts()
+    active = query(active_alerts, limit=ACTIVE_LIMIT).dicts()
+    recent = query(recent_alerts, since_ms=_since_ms(filters), limit=RECENT_LIMIT).dicts()
     if not active and not recent:
         st.info(NO_ALERTS)
         return
@@ -271,9 +279,9 @@ def _alerts(f: Filters) -> None:
         st.container(border=True).markdown("✅ " + alert_text(row))
 
 
-def _checks(f: Filters) -> None:
+def _checks(filters: Filters) -> None:
     st.header("Health checks")
-    checks = query(hq.health_checks, f)
+    checks = query(health_checks, filters)
     if not checks.rows:
         st.info(NO_CHECKS)
         return
@@ -297,12 +305,12 @@ def _checks(f: Filters) -> None:
             "failed_expectation": st.column_config.TextColumn("failed expectation"),
         },
     )
-    st.plotly_chart(pass_rate_figure(query(hq.health_pass_rate, f)))
+    st.plotly_chart(pass_rate_figure(query(health_pass_rate, filters)))
 
 
-def _passive(f: Filters) -> None:
+def _passive(filters: Filters) -> None:
     st.header("Passive health")
-    end = f.end or datetime.now(UTC)
+    end = filters.end or datetime.now(UTC)
     window_min = PASSIVE.window_s / 60
     hours = PASSIVE.window_s * PASSIVE.baseline_windows / 3600
     st.caption(
@@ -310,7 +318,7 @@ def _passive(f: Filters) -> None:
         f"{window_min:g} minutes against the {PASSIVE.baseline_windows} windows "
         f"({hours:g} h) before. Health-check traffic does not count."
     )
-    findings = query(ph.check_passive_health, end, PASSIVE, hq.Scope.of(f))
+    findings = query(check_passive_health, end, PASSIVE, filters.scope)
     if not findings:
         st.info(no_traffic_text(end))
         return
@@ -322,11 +330,11 @@ def _passive(f: Filters) -> None:
     st.dataframe(passive_table(findings).dicts(), hide_index=True)
 
 
-def health_page(f: Filters) -> None:
+def health_page(filters: Filters) -> None:
     """The Health & alerts page below its title and caption."""
     try:
-        _alerts(f)
-        _checks(f)
-        _passive(f)
+        _alerts(filters)
+        _checks(filters)
+        _passive(filters)
     except Unavailable as exc:
         st.error(str(exc))

@@ -13,8 +13,8 @@ from typing import Any, Final
 
 import streamlit as st
 
-from agentwatch.dashboards import _figures as fig
-from agentwatch.dashboards import _health_view as health
+from agentwatch.dashboards import _figures as figures
+from agentwatch.dashboards import _health_view as health_view
 from agentwatch.dashboards._data import Unavailable, query
 from agentwatch.dashboards._format import (
     NONE,
@@ -26,9 +26,15 @@ from agentwatch.dashboards._format import (
     when,
 )
 from agentwatch.dashboards._login import sign_out_button, signed_in
-from agentwatch.storage import _queries as q
-from agentwatch.storage._queries import OUTCOMES, Filters, TraceFilters
+from agentwatch.storage import _cost_queries as cost_queries
+from agentwatch.storage import _decision_queries as decision_queries
+from agentwatch.storage import _overview_queries as overview_queries
+from agentwatch.storage import _sidebar_queries as sidebar_queries
+from agentwatch.storage import _trace_queries as trace_queries
+from agentwatch.storage._scope import Filters
 from agentwatch.storage._store import Rows
+from agentwatch.storage._tasks import OUTCOMES
+from agentwatch.storage._trace_queries import TraceFilters
 
 ALL: Final = "All"
 RANGES: Final[dict[str, timedelta | None]] = {
@@ -160,9 +166,9 @@ def sidebar() -> None:
         for label, key in (("From (UTC)", K_FROM), ("To (UTC)", K_TO)):
             st.sidebar.datetime_input(label, min_value=_EARLIEST, max_value=_LATEST, key=key)
     try:
-        options = query(q.filter_options, time_filters())
+        options = query(sidebar_queries.filter_options, time_filters())
     except Unavailable:
-        options = q.FilterOptions([], [], [], [], [])
+        options = sidebar_queries.FilterOptions([], [], [], [], [])
     _choice("Service", K_SERVICE, options.services)
     _choice("Agent", K_AGENT, options.agents)
     _choice("Task type", K_TASK_TYPE, options.task_types)
@@ -170,24 +176,24 @@ def sidebar() -> None:
     st.sidebar.caption(f"Data refreshes every {REFRESH_S} s on the Overview; queries are cached.")
 
 
-def describe(f: Filters) -> str:
-    if f.start is None or f.end is None:
+def describe(filters: Filters) -> str:
+    if filters.start is None or filters.end is None:
         return "All time"
-    parts = [f"{f.start:%Y-%m-%d %H:%M:%S} to {f.end:%Y-%m-%d %H:%M:%S} UTC"]
+    parts = [f"{filters.start:%Y-%m-%d %H:%M:%S} to {filters.end:%Y-%m-%d %H:%M:%S} UTC"]
     for name, value in (
-        ("service", f.service),
-        ("agent", f.agent),
-        ("task type", f.task_type),
-        ("environment", f.environment),
+        ("service", filters.service),
+        ("agent", filters.agent),
+        ("task type", filters.task_type),
+        ("environment", filters.environment),
     ):
         if value:
             parts.append(f"{name} {value}")
     return " · ".join(parts)
 
 
-def has_data(f: Filters) -> bool:
+def has_data(filters: Filters) -> bool:
     """Show the right empty state and return False when there is nothing to draw."""
-    presence = query(q.data_presence, f)
+    presence = query(sidebar_queries.data_presence, filters)
     if presence.spans_total == 0:
         st.info(NO_DATA)
         return False
@@ -204,10 +210,10 @@ def has_data(f: Filters) -> bool:
 def _header(title: str) -> Filters | None:
     """Title and caption; the filters when there is data to show, else None (empty state)."""
     st.title(title)
-    f = current_filters()
-    st.caption(describe(f))
+    filters = current_filters()
+    st.caption(describe(filters))
     try:
-        return f if has_data(f) else None
+        return filters if has_data(filters) else None
     except Unavailable as exc:
         st.error(str(exc))
         return None
@@ -255,9 +261,12 @@ def _targets_editor() -> None:
 @st.fragment(run_every=REFRESH_S)
 def overview_tiles_fragment() -> None:
     """The KPI tiles, re-queried every REFRESH_S seconds without rerunning the page."""
-    f = current_filters()
+    filters = current_filters()
     try:
-        now, before = query(q.overview, f), query(q.overview, f.previous())
+        now, before = (
+            query(overview_queries.overview, filters),
+            query(overview_queries.overview, filters.previous()),
+        )
     except Unavailable as exc:
         st.error(str(exc))
         return
@@ -277,35 +286,37 @@ def overview_tiles_fragment() -> None:
                     mark = "" if tile.on_target is None else ("✅ " if tile.on_target else "⚠️ ")
                     st.caption(mark + tile.status)
     st.caption(
-        f"Deltas compare with the {describe(f.previous()).split(' · ')[0]} period. "
+        f"Deltas compare with the {describe(filters.previous()).split(' · ')[0]} period. "
         f"Refreshed at {datetime.now(UTC):%H:%M:%S} UTC."
     )
 
 
 def overview_page() -> None:
-    f = _header("Overview")
-    health.alert_banner()
-    if f is None:
+    filters = _header("Overview")
+    health_view.alert_banner()
+    if filters is None:
         return
     _targets_editor()
     overview_tiles_fragment()
     try:
-        by_type = query(q.completion_by_task_type, f)
-        confidence = query(q.confidence_distribution, f, 20)
-        tools = query(q.tool_usage, f)
-        unused = q.never_called(query(q.declared_tools, f), tools)
-        errors = query(q.error_categories, f)
+        by_type = query(cost_queries.completion_by_task_type, filters)
+        confidence = query(decision_queries.confidence_distribution, filters, 20)
+        tools = query(overview_queries.tool_usage, filters)
+        unused = overview_queries.never_called(
+            query(overview_queries.declared_tools, filters), tools
+        )
+        errors = query(overview_queries.error_categories, filters)
     except Unavailable as exc:
         st.error(str(exc))
         return
     left, right = st.columns(2)
-    left.plotly_chart(fig.completion_by_task_type(by_type))
-    right.plotly_chart(fig.cost_by_task_type(by_type))
+    left.plotly_chart(figures.completion_by_task_type(by_type))
+    right.plotly_chart(figures.cost_by_task_type(by_type))
     left, right = st.columns(2)
-    left.plotly_chart(fig.confidence_by_outcome(confidence, 20))
-    right.plotly_chart(fig.error_categories(errors))
+    left.plotly_chart(figures.confidence_by_outcome(confidence, 20))
+    right.plotly_chart(figures.error_categories(errors))
     st.subheader("Tool usage")
-    table = fig.tool_usage_table(tools, unused)
+    table = figures.tool_usage_table(tools, unused)
     if table.rows:
         _table(
             table,
@@ -316,23 +327,23 @@ def overview_page() -> None:
             },
         )
         if unused.rows:
-            st.caption(fig.unused_tools_note(unused))
+            st.caption(figures.unused_tools_note(unused))
     else:
         st.info("No tool calls in this range.")
 
 
 # --- Cost -----------------------------------------------------------------------------------------
 def cost_page() -> None:
-    f = _header("Cost")
-    if f is None:
+    filters = _header("Cost")
+    if filters is None:
         return
     try:
-        summary = query(q.cost_summary, f)
-        unpriced = query(q.unpriced_models, f) if summary.unpriced_calls else None
-        by_model = query(q.cost_over_time_by_model, f)
-        by_type_over_time = query(q.cost_over_time_by_task_type, f)
-        by_type = query(q.cost_by_task_type, f)
-        expensive = query(q.most_expensive_traces, f, 20)
+        summary = query(cost_queries.cost_summary, filters)
+        unpriced = query(cost_queries.unpriced_models, filters) if summary.unpriced_calls else None
+        by_model = query(cost_queries.cost_over_time_by_model, filters)
+        by_type_over_time = query(cost_queries.cost_over_time_by_task_type, filters)
+        by_type = query(cost_queries.cost_by_task_type, filters)
+        expensive = query(cost_queries.most_expensive_traces, filters, 20)
     except Unavailable as exc:
         st.error(str(exc))
         return
@@ -369,8 +380,8 @@ def cost_page() -> None:
         )
         _table(unpriced)
     left, right = st.columns(2)
-    left.plotly_chart(fig.cost_over_time(by_model, "model"))
-    right.plotly_chart(fig.cost_over_time(by_type_over_time, "task_type"))
+    left.plotly_chart(figures.cost_over_time(by_model, "model"))
+    right.plotly_chart(figures.cost_over_time(by_type_over_time, "task_type"))
     st.subheader("Cost per task type")
     if by_type.rows:
         shown = ["task_type", "tasks", "completed", "cost_usd", "cost_per_task", "cost_per_success"]
@@ -402,13 +413,13 @@ K_THRESHOLD: Final = "aw_threshold"
 
 
 def decisions_page() -> None:
-    f = _header("Decisions & confidence")
-    if f is None:
+    filters = _header("Decisions & confidence")
+    if filters is None:
         return
     try:
-        calibration = query(q.calibration, f, 10)
-        explorer = query(q.threshold_explorer, f)
-        confidence = query(q.confidence_distribution, f, 20)
+        calibration = query(decision_queries.calibration, filters, 10)
+        explorer = query(decision_queries.threshold_explorer, filters)
+        confidence = query(decision_queries.confidence_distribution, filters, 20)
     except Unavailable as exc:
         st.error(str(exc))
         return
@@ -419,7 +430,7 @@ def decisions_page() -> None:
             "`aw.record_feedback(ref, correct=...)` later says whether they were right."
         )
         return
-    overall = q.threshold_summary(explorer, 0.0)
+    overall = decision_queries.threshold_summary(explorer, 0.0)
     reviewed = overall.auto_with_feedback
     cols = st.columns(3)
     cols[0].metric("Decisions", count(overall.decisions), border=True)
@@ -430,7 +441,7 @@ def decisions_page() -> None:
         help="Share of reviewed decisions that feedback marked correct.",
         border=True,
     )
-    st.plotly_chart(fig.calibration(calibration))
+    st.plotly_chart(figures.calibration(calibration))
     if not reviewed:
         st.caption(
             "No feedback yet: calibration needs `aw.record_feedback(ref, correct=...)` "
@@ -440,7 +451,7 @@ def decisions_page() -> None:
     threshold = st.slider(
         "Auto-approve decisions at confidence ≥", 0.0, 1.0, 0.85, 0.01, key=K_THRESHOLD
     )
-    at = q.threshold_summary(explorer, threshold)
+    at = decision_queries.threshold_summary(explorer, threshold)
     cols = st.columns(3)
     cols[0].metric("Auto-approved", pct(at.auto_share), help=f"{at.auto:,} decisions", border=True)
     cols[1].metric(
@@ -455,8 +466,8 @@ def decisions_page() -> None:
         help=f"Per feedback on {at.below_with_feedback:,} decisions sent to people.",
         border=True,
     )
-    st.plotly_chart(fig.threshold_curve(explorer, threshold))
-    st.plotly_chart(fig.confidence_by_task_type(confidence, 20))
+    st.plotly_chart(figures.threshold_curve(explorer, threshold))
+    st.plotly_chart(figures.confidence_by_task_type(confidence, 20))
 
 
 # --- Traces ---------------------------------------------------------------------------------------
@@ -473,11 +484,11 @@ def _trace_label(row: dict[str, Any]) -> str:
 
 
 def traces_page() -> None:
-    f = _header("Traces")
-    if f is None:
+    filters = _header("Traces")
+    if filters is None:
         return
     try:
-        models = query(q.filter_options, f).models
+        models = query(sidebar_queries.filter_options, filters).models
     except Unavailable as exc:
         st.error(str(exc))
         return
@@ -488,14 +499,14 @@ def traces_page() -> None:
     outcome = cols[1].selectbox("Outcome", [ANY, *OUTCOMES], key=K_OUTCOME)
     model = cols[2].selectbox("Model", [ANY, *models], key=K_MODEL)
     errors_only = cols[3].checkbox("Errors only", key=K_ERRORS)
-    tf = TraceFilters(
+    trace_filters = TraceFilters(
         min_cost_usd=float(min_cost),
         outcome="" if outcome == ANY else str(outcome),
         model="" if model == ANY else str(model),
         errors_only=bool(errors_only),
     )
     try:
-        traces = query(q.trace_list, f, tf, 200)
+        traces = query(trace_queries.trace_list, filters, trace_filters, 200)
     except Unavailable as exc:
         st.error(str(exc))
         return
@@ -526,7 +537,7 @@ def traces_page() -> None:
     if not trace_id:
         return
     try:
-        spans = query(q.trace_spans, trace_id)
+        spans = query(trace_queries.trace_spans, trace_id)
     except Unavailable as exc:
         st.error(str(exc))
         return
@@ -534,13 +545,13 @@ def traces_page() -> None:
         st.warning(f"No spans found for trace {trace_id}.")
         return
     st.subheader(f"Trace {trace_id}")
-    st.plotly_chart(fig.waterfall(spans))
+    st.plotly_chart(figures.waterfall(spans))
     _table(spans)
 
 
 # --- Health & alerts ------------------------------------------------------------------------------
 def health_page() -> None:
     st.title("Health & alerts")
-    f = current_filters()
-    st.caption(describe(f))
-    health.health_page(f)
+    filters = current_filters()
+    st.caption(describe(filters))
+    health_view.health_page(filters)

@@ -1,10 +1,11 @@
 """Every query the alert evaluator runs, and the alert table's reads and writes.
 
 Values reach ClickHouse only as ``{name:Type}`` bound parameters (the database too, as an
-``Identifier``); the SQL text is this module's constant fragments. Even the grouping column is
-a bound value: ``multiIf({group_by:String} = 'task_type', TaskType, ...)`` picks it. The only
-choices made in Python are which constant fragments to include (the model aggregate only when a
-query groups or filters by model; the direct sum for ungrouped spend).
+``Identifier``); the SQL text is constant fragments, this module's and ``storage._scope``'s.
+Even the grouping column is a bound value: ``multiIf({group_by:String} = 'task_type', TaskType,
+...)`` picks it. The only choices made in Python are which constant fragments to include (the
+model aggregate only when a query groups or filters by model; the direct sum for ungrouped
+spend).
 
 What the numbers mean (the dashboard's definitions, so an alert and a chart agree):
 
@@ -23,8 +24,9 @@ What the numbers mean (the dashboard's definitions, so an alert and a chart agre
   partitioned by day and ordered by time within service and span name).
 """
 
-# The SQL below is concatenated from this module's own constant fragments only; every value is
-# a bound parameter, so the S608 string-built-SQL heuristic does not apply to anything here.
+# The SQL below is concatenated from constant fragments only (this module's and those of
+# storage._scope); every value is a bound parameter, so the S608 string-built-SQL heuristic
+# does not apply to anything here.
 # ruff: noqa: S608
 
 from __future__ import annotations
@@ -36,6 +38,16 @@ from typing import Final, Literal
 import pyarrow as pa
 
 from agentwatch.storage._schema import ALERTS_TABLE
+from agentwatch.storage._scope import (
+    IN_RANGE,
+    MODEL_NAME,
+    NOT_PROBES,
+    SPAN_SCOPE,
+    SPANS,
+    window_of,
+    window_params,
+)
+from agentwatch.storage._scope import Scope as Scope  # re-exported: every query here takes one
 from agentwatch.storage._store import Rows, Store
 
 TaskGroup = Literal["task_type", "agent", "model", "none"]
@@ -50,42 +62,8 @@ TASK_METRICS: Final = (
     "latency_p95",
     "tokens",
 )
-_NS: Final = 1_000_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class Scope:
-    """Only spans and tasks matching every non-empty field count. ``service`` and
-    ``environment`` filter spans; ``agent``, ``task_type`` and ``model`` filter tasks. For span
-    counts (no-data rules) ``agent`` and ``task_type`` keep the spans carrying them and
-    ``model`` does not apply; for probe runs only ``service`` and ``environment`` do."""
-
-    service: str = ""
-    agent: str = ""
-    task_type: str = ""
-    model: str = ""
-    environment: str = ""
-
-    def params(self) -> dict[str, str]:
-        return {
-            "service": self.service,
-            "agent": self.agent,
-            "task_type": self.task_type,
-            "model": self.model,
-            "environment": self.environment,
-        }
-
-
-def window_params(
-    end_ns: int, window_s: int, windows: int, max_windows: int = 10_000
-) -> dict[str, int]:
-    """``start_ns``, ``end_ns`` and ``window_ns`` of ``windows`` windows ending at ``end_ns``."""
-    if window_s <= 0:
-        raise ValueError(f"window_s must be positive, not {window_s}")
-    if not 1 <= windows <= max_windows:
-        raise ValueError(f"windows must be in 1..{max_windows}, not {windows}")
-    window_ns = window_s * _NS
-    return {"start_ns": end_ns - windows * window_ns, "end_ns": end_ns, "window_ns": window_ns}
+_MAX_WINDOWS: Final = 10_000
+_UNSCOPED: Final = Scope()
 
 
 def _checked(value: str, allowed: Sequence[str], what: str) -> str:
@@ -101,18 +79,8 @@ def _limit(limit: int) -> int:
 
 
 # --- SQL fragments (constants only) -------------------------------------------------------------
-_T: Final = "{db:Identifier}.otel_traces"
-_A: Final = "{db:Identifier}." + ALERTS_TABLE
-_IN_RANGE: Final = (
-    "Timestamp >= fromUnixTimestamp64Nano({start_ns:Int64}) "
-    "AND Timestamp < fromUnixTimestamp64Nano({end_ns:Int64})"
-)
-_SPAN_SCOPE: Final = (
-    "({service:String} = '' OR ServiceName = {service:String}) "
-    "AND ({environment:String} = '' OR Environment = {environment:String})"
-)
-_AGENT: Final = "Operation = 'invoke_agent'"
-_MODEL: Final = "if(ResponseModel != '', ResponseModel, RequestModel)"
+_ALERTS: Final = "{db:Identifier}." + ALERTS_TABLE
+_AGENT_SPAN: Final = "Operation = 'invoke_agent'"
 # One row per trace that matters to a task metric: its outermost (earliest) agent span says
 # what task it is; cost and tokens add up over the trace. Spans that are neither agent runs,
 # priced or token-carrying calls, nor probes cannot change a task metric and are skipped before
@@ -135,21 +103,22 @@ _AGENT_IN_SCOPE: Final = (
 )
 _TRACES_HEAD: Final = (
     "SELECT cityHash64(TraceId) AS trace, "
-    f"countIf({_AGENT}) > 0 AS is_task, "
+    f"countIf({_AGENT_SPAN}) > 0 AS is_task, "
     "max(HealthCheck != '') AS is_probe, "
-    f"minIf(Timestamp, {_AGENT}) AS started, "
-    f"argMinIf({_AGENT_GROUP}, Timestamp, {_AGENT}) AS agent_group, "
-    f"argMinIf({_OUTCOME_CODE}, Timestamp, {_AGENT}) AS outcome, "
-    f"argMinIf(Duration, Timestamp, {_AGENT}) AS duration_ns, "
-    f"argMinIf({_AGENT_IN_SCOPE}, Timestamp, {_AGENT}) AS agent_in_scope, "
+    f"minIf(Timestamp, {_AGENT_SPAN}) AS started, "
+    f"argMinIf({_AGENT_GROUP}, Timestamp, {_AGENT_SPAN}) AS agent_group, "
+    f"argMinIf({_OUTCOME_CODE}, Timestamp, {_AGENT_SPAN}) AS outcome, "
+    f"argMinIf(Duration, Timestamp, {_AGENT_SPAN}) AS duration_ns, "
+    f"argMinIf({_AGENT_IN_SCOPE}, Timestamp, {_AGENT_SPAN}) AS agent_in_scope, "
     "sum(CostUsd) AS trace_cost, sum(InputTokens + OutputTokens) AS trace_tokens"
 )
 _NO_MODEL: Final = ", '' AS model"
-_FIRST_MODEL: Final = f", argMinIf({_MODEL}, Timestamp, {_MODEL} != '') AS model"
+_FIRST_MODEL: Final = f", argMinIf({MODEL_NAME}, Timestamp, {MODEL_NAME} != '') AS model"
 _TRACE_ID: Final = ", any(TraceId) AS trace_id"
 _TRACES_FROM: Final = (
-    f" FROM {_T} WHERE {_IN_RANGE} AND {_SPAN_SCOPE} "
-    f"AND ({_AGENT} OR CostUsd > 0 OR InputTokens > 0 OR OutputTokens > 0 OR HealthCheck != '') "
+    f" FROM {SPANS} WHERE {IN_RANGE} AND {SPAN_SCOPE} "
+    f"AND ({_AGENT_SPAN} OR CostUsd > 0 OR InputTokens > 0 OR OutputTokens > 0 "
+    "OR HealthCheck != '') "
     "GROUP BY trace"
 )
 _TASK_SCOPE: Final = (
@@ -158,7 +127,7 @@ _TASK_SCOPE: Final = (
 )
 _GROUP_KEY: Final = "if({group_by:String} = 'model', model, agent_group)"
 _HAS_GROUP: Final = "({group_by:String} = 'none' OR group_key != '')"
-_WINDOW: Final = "intDiv({end_ns:Int64} - 1 - toUnixTimestamp64Nano(started), {window_ns:Int64})"
+_WINDOW: Final = window_of("toUnixTimestamp64Nano(started)")
 
 
 def _traces(scope: Scope, group_by: str, *, ids: bool = False) -> str:
@@ -185,7 +154,7 @@ def task_windows(
     window_s: int,
     windows: int,
     group_by: TaskGroup = "none",
-    scope: Scope = Scope(),
+    scope: Scope = _UNSCOPED,
 ) -> Rows:
     """Per window (0 = current, 1 = the one before, ... ``windows - 1``) and group: ``tasks``,
     ``cost_usd``, ``failed``, ``escalated``, ``p95_latency_ms`` and ``tokens``.
@@ -194,7 +163,7 @@ def task_windows(
     are left out unless ``group_by`` is ``none``, whose single group is ``''``."""
     params = {
         "db": store.database,
-        **window_params(end_ns, window_s, windows),
+        **window_params(end_ns, window_s, windows, max_windows=_MAX_WINDOWS),
         **scope.params(),
         "group_by": _checked(group_by, TASK_GROUPS, "group_by"),
     }
@@ -204,8 +173,8 @@ def task_windows(
 
 _SPEND_SQL: Final = (
     "SELECT '' AS group_key, sum(CostUsd) AS cost_usd "
-    f"FROM {_T} WHERE {_IN_RANGE} AND CostUsd > 0 AND {_SPAN_SCOPE} "
-    f"AND ({{model:String}} = '' OR {_MODEL} = {{model:String}})"
+    f"FROM {SPANS} WHERE {IN_RANGE} AND CostUsd > 0 AND {SPAN_SCOPE} "
+    f"AND ({{model:String}} = '' OR {MODEL_NAME} = {{model:String}})"
 )
 _GROUPED_SPEND_HEAD: Final = f"SELECT {_GROUP_KEY} AS group_key, sum(trace_cost) AS cost_usd FROM ("
 # Spend outside any agent run (no agent span) is spend too, unless a task scope is set.
@@ -223,7 +192,7 @@ def spend(
     start_ns: int,
     end_ns: int,
     group_by: TaskGroup = "none",
-    scope: Scope = Scope(),
+    scope: Scope = _UNSCOPED,
 ) -> Rows:
     """Spend (``cost_usd``) in ``[start, end)`` per group, health probes included: money is
     money. Ungrouped and without an agent or task-type scope it sums priced spans directly;
@@ -245,19 +214,16 @@ _SPAN_GROUP: Final = (
     "multiIf({group_by:String} = 'agent', AgentName, {group_by:String} = 'service', ServiceName, "
     "{group_by:String} = 'task_type', TaskType, '')"
 )
-_NOT_PROBES: Final = (
-    f"TraceId NOT IN (SELECT TraceId FROM {_T} WHERE {_IN_RANGE} AND HealthCheck != '')"
-)
 _SPAN_WINDOWS_SQL: Final = (
     "SELECT group_key, sumIf(spans, window = 0) AS current_spans, "
     "countIf(window >= 1) AS active_windows, max(last_ns) AS last_seen_ns FROM ("
-    "SELECT intDiv({end_ns:Int64} - 1 - toUnixTimestamp64Nano(Timestamp), {window_ns:Int64}) "
+    f"SELECT {window_of('toUnixTimestamp64Nano(Timestamp)')} "
     f"AS window, {_SPAN_GROUP} AS group_key, count() AS spans, "
     "max(toUnixTimestamp64Nano(Timestamp)) AS last_ns "
-    f"FROM {_T} WHERE {_IN_RANGE} AND {_SPAN_SCOPE} "
+    f"FROM {SPANS} WHERE {IN_RANGE} AND {SPAN_SCOPE} "
     "AND ({agent:String} = '' OR AgentName = {agent:String}) "
     "AND ({task_type:String} = '' OR TaskType = {task_type:String}) "
-    f"AND group_key != '' AND {_NOT_PROBES} "
+    f"AND group_key != '' AND {NOT_PROBES} "
     "GROUP BY window, group_key) GROUP BY group_key ORDER BY group_key"
 )
 
@@ -269,7 +235,7 @@ def span_activity(
     window_s: int,
     windows: int,
     group_by: SpanGroup = "agent",
-    scope: Scope = Scope(),
+    scope: Scope = _UNSCOPED,
 ) -> Rows:
     """For the no-data rule, per group seen in the ``windows`` windows before ``end``:
     ``current_spans`` (spans in window 0), ``active_windows`` (earlier windows with any span)
@@ -277,7 +243,7 @@ def span_activity(
     do not count: an agent that only answers health checks has gone silent."""
     params = {
         "db": store.database,
-        **window_params(end_ns, window_s, windows),
+        **window_params(end_ns, window_s, windows, max_windows=_MAX_WINDOWS),
         **scope.params(),
         "group_by": _checked(group_by, SPAN_GROUPS, "group_by"),
     }
@@ -295,8 +261,8 @@ _HEALTH_SQL: Final = (
     "assumeNotNull(HealthPassed) AS passed, TraceId AS trace_id, "
     "SpanAttributes['agentwatch.health.failed_expectation'] AS expectation, "
     "SpanAttributes['agentwatch.health.reason'] AS reason "
-    f"FROM {_T} WHERE {_IN_RANGE} AND HealthCheck != '' AND HealthPassed IS NOT NULL "
-    f"AND {_SPAN_SCOPE} AND ({{check:String}} = '' OR HealthCheck = {{check:String}}) "
+    f"FROM {SPANS} WHERE {IN_RANGE} AND HealthCheck != '' AND HealthPassed IS NOT NULL "
+    f"AND {SPAN_SCOPE} AND ({{check:String}} = '' OR HealthCheck = {{check:String}}) "
     "ORDER BY check, ts DESC LIMIT {runs:UInt32} BY check"
     ") GROUP BY check ORDER BY check"
 )
@@ -309,7 +275,7 @@ def health_runs(
     end_ns: int,
     runs: int,
     check: str = "",
-    scope: Scope = Scope(),
+    scope: Scope = _UNSCOPED,
 ) -> Rows:
     """Per health check (``check`` alone when given): its latest ``runs`` results in
     ``[start, end)``, newest first, as parallel arrays ``passed`` (1/0), ``trace_ids``,
@@ -347,7 +313,7 @@ def offending_traces(
     end_ns: int,
     group_by: TaskGroup = "none",
     group: str = "",
-    scope: Scope = Scope(),
+    scope: Scope = _UNSCOPED,
     limit: int = 5,
 ) -> list[str]:
     """The traces that best show why ``metric`` moved for ``group`` in ``[start, end)``: the
@@ -369,8 +335,8 @@ def offending_traces(
 
 
 _LATEST_SQL: Final = (
-    f"SELECT TraceId AS trace_id, max(Timestamp) AS last FROM {_T} "
-    f"WHERE {_IN_RANGE} AND {_SPAN_SCOPE} AND {_SPAN_GROUP} = {{group:String}} "
+    f"SELECT TraceId AS trace_id, max(Timestamp) AS last FROM {SPANS} "
+    f"WHERE {IN_RANGE} AND {SPAN_SCOPE} AND {_SPAN_GROUP} = {{group:String}} "
     "GROUP BY TraceId ORDER BY last DESC, trace_id LIMIT {limit:UInt32}"
 )
 
@@ -382,7 +348,7 @@ def latest_traces(
     end_ns: int,
     group_by: SpanGroup,
     group: str,
-    scope: Scope = Scope(),
+    scope: Scope = _UNSCOPED,
     limit: int = 5,
 ) -> list[str]:
     """The last traces ``group`` sent in ``[start, end)``: where to look when it went silent."""
@@ -398,7 +364,7 @@ def latest_traces(
     return [str(row[0]) for row in store.query(_LATEST_SQL, params).rows]
 
 
-_READABLE_SQL: Final = f"SELECT count() FROM (SELECT 1 FROM {_T} LIMIT 1)"
+_READABLE_SQL: Final = f"SELECT count() FROM (SELECT 1 FROM {SPANS} LIMIT 1)"
 
 
 def check_readable(store: Store) -> None:
@@ -485,7 +451,7 @@ _INCIDENTS: Final = (
     "argMaxIf(TraceIds, UpdatedAt, State = 'firing') AS trace_ids, "
     "argMaxIf(Links, UpdatedAt, State = 'firing') AS links, "
     "max(Notified) AS notified "
-    f"FROM {_A} WHERE FiredAt >= fromUnixTimestamp64Milli({{since_ms:Int64}}) "
+    f"FROM {_ALERTS} WHERE FiredAt >= fromUnixTimestamp64Milli({{since_ms:Int64}}) "
     "GROUP BY IncidentId"
 )
 _SEVERITY_RANK: Final = "indexOf(['critical', 'warning', 'info'], severity)"
@@ -521,7 +487,7 @@ def recent_alerts(store: Store, *, since_ms: int, limit: int = 200) -> Rows:
 _NOTIFIED_SQL: Final = (
     "SELECT Rule AS rule, GroupKey AS group_key, "
     "toUnixTimestamp64Milli(max(FiredAt)) AS last_notified_ms "
-    f"FROM {_A} WHERE State = 'firing' AND Notified = 1 "
+    f"FROM {_ALERTS} WHERE State = 'firing' AND Notified = 1 "
     "AND FiredAt >= fromUnixTimestamp64Milli({since_ms:Int64}) "
     "GROUP BY rule, group_key"
 )

@@ -1,8 +1,8 @@
 """Health queries: probe results for the Health & alerts page, and the per-window series that
 passive health (``agentwatch.alerts._passive``) judges.
 
-Every value reaches ClickHouse as a ``{name:Type}`` bound parameter; the SQL text is this
-module's constant fragments.
+Every value reaches ClickHouse as a ``{name:Type}`` bound parameter; the SQL text is constant
+fragments, this module's and ``storage._scope``'s.
 
 Probes: a health check run is a span with ``agentwatch.health.check`` (column ``HealthCheck``)
 and ``agentwatch.health.passed`` (``HealthPassed``); ``agentwatch.health.failed_expectation``,
@@ -10,9 +10,10 @@ and ``agentwatch.health.passed`` (``HealthPassed``); ``agentwatch.health.failed_
 left out. The sidebar's service and environment filters apply to them; agent and task type do
 not (a probe's root span has neither).
 
-Passive health reads windows the way the alert evaluator does (``_alert_queries``): windows end
-at ``end_ns`` and go back in steps of ``window_s``; window 0 is ``[end - window, end)``, window 1
-the one before, and so on. Traces holding a probe span are not traffic and count nowhere here.
+Passive health reads windows the way the alert evaluator does (``_scope.window_params``):
+windows end at ``end_ns`` and go back in steps of ``window_s``; window 0 is ``[end - window,
+end)``, window 1 the one before, and so on. Traces holding a probe span are not traffic and
+count nowhere here.
 
 - ``agent_runs``: ``invoke_agent`` spans per agent and window.
 - ``chat_output_tokens``: the median and spread of output tokens per model call (``chat``,
@@ -26,52 +27,32 @@ The spread is the interquartile range / 1.349 (a robust standard deviation of th
 the count it gives the noise of a window's median, so a quiet window is not over-read.
 """
 
-# The SQL below is concatenated from this module's own constant fragments only; every value is
-# a bound parameter, so the S608 string-built-SQL heuristic does not apply to anything here.
+# The SQL below is concatenated from constant fragments only (this module's and those of
+# storage._scope); every value is a bound parameter, so the S608 string-built-SQL heuristic
+# does not apply to anything here.
 # ruff: noqa: S608
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Final
 
-from agentwatch.storage._alert_queries import _IN_RANGE, _SPAN_SCOPE, _T
-from agentwatch.storage._alert_queries import window_params as alert_window_params
-from agentwatch.storage._queries import Filters, bucket_seconds
 from agentwatch.storage._schema import ALERTS_TABLE
+from agentwatch.storage._scope import (
+    BUCKET_START,
+    IN_RANGE,
+    NOT_PROBES,
+    SPAN_SCOPE,
+    SPANS,
+    Filters,
+    bucket_seconds,
+    window_of,
+    window_params,
+)
+from agentwatch.storage._scope import Scope as Scope  # re-exported: every series takes one
 from agentwatch.storage._store import Rows, Store
 
 MAX_WINDOWS: Final = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class Scope:
-    """Which spans passive health reads; empty strings mean all. ``service`` and
-    ``environment`` filter spans; ``agent`` keeps one agent's runs and calls, ``task_type`` one
-    task type's decisions."""
-
-    service: str = ""
-    environment: str = ""
-    agent: str = ""
-    task_type: str = ""
-
-    @classmethod
-    def of(cls, filters: Filters) -> Scope:
-        """The dashboard sidebar's selection."""
-        return cls(filters.service, filters.environment, filters.agent, filters.task_type)
-
-    def params(self) -> dict[str, str]:
-        return {
-            "service": self.service,
-            "environment": self.environment,
-            "agent": self.agent,
-            "task_type": self.task_type,
-        }
-
-
-def window_params(end_ns: int, window_s: int, windows: int) -> dict[str, int]:
-    """``start_ns``, ``end_ns`` and ``window_ns`` of ``windows`` windows ending at ``end_ns``."""
-    return alert_window_params(end_ns, window_s, windows, MAX_WINDOWS)
+_UNSCOPED: Final = Scope()
 
 
 # --- SQL fragments (constants only) -------------------------------------------------------------
@@ -79,13 +60,6 @@ _RUNS: Final = "HealthCheck != '' AND HealthPassed IS NOT NULL"
 _PASSED: Final = "assumeNotNull(HealthPassed)"
 _ATTR: Final = "SpanAttributes['agentwatch.health.{}']"
 _MODEL_CALL: Final = "Operation IN ('chat', 'text_completion', 'generate_content')"
-_NOT_PROBES: Final = (
-    f"TraceId NOT IN (SELECT TraceId FROM {_T} WHERE {_IN_RANGE} AND HealthCheck != '')"
-)
-
-
-def _window_of(ts_ns: str) -> str:
-    return f"intDiv({{end_ns:Int64}} - 1 - {ts_ns}, {{window_ns:Int64}})"
 
 
 # --- probes -------------------------------------------------------------------------------------
@@ -102,7 +76,7 @@ _CHECKS_SQL: Final = (
     f"argMaxIf({_ATTR.format('reason')}, Timestamp, {_PASSED} = 0) AS last_failure_reason, "
     f"argMaxIf(TraceId, Timestamp, {_PASSED} = 0) AS last_failure_trace_id, "
     "arrayStringConcat(arraySort(groupUniqArray(ServiceName)), ', ') AS services "
-    f"FROM {_T} WHERE {_IN_RANGE} AND {_RUNS} AND {_SPAN_SCOPE} "
+    f"FROM {SPANS} WHERE {IN_RANGE} AND {_RUNS} AND {SPAN_SCOPE} "
     "GROUP BY check ORDER BY check"
 )
 
@@ -116,13 +90,10 @@ def health_checks(store: Store, filters: Filters) -> Rows:
     return store.query(_CHECKS_SQL, filters.params(store))
 
 
-_BUCKET_START: Final = (
-    "intDiv(toUInt32(toUnixTimestamp(Timestamp)), {bucket_s:UInt32}) * {bucket_s:UInt32}"
-)
 _PASS_RATE_SQL: Final = (
-    f"SELECT HealthCheck AS check, {_BUCKET_START} AS bucket_start, count() AS runs, "
+    f"SELECT HealthCheck AS check, {BUCKET_START} AS bucket_start, count() AS runs, "
     f"sum({_PASSED}) AS passed, passed / runs AS pass_rate "
-    f"FROM {_T} WHERE {_IN_RANGE} AND {_RUNS} AND {_SPAN_SCOPE} "
+    f"FROM {SPANS} WHERE {IN_RANGE} AND {_RUNS} AND {SPAN_SCOPE} "
     "GROUP BY check, bucket_start ORDER BY check, bucket_start"
 )
 
@@ -150,11 +121,11 @@ def alerts_table_exists(store: Store) -> bool:
 
 # --- passive health series ----------------------------------------------------------------------
 _AGENT_RUNS_SQL: Final = (
-    f"SELECT AgentName AS agent, {_window_of('toUnixTimestamp64Nano(Timestamp)')} AS window, "
+    f"SELECT AgentName AS agent, {window_of('toUnixTimestamp64Nano(Timestamp)')} AS window, "
     "count() AS runs, max(toUnixTimestamp64Nano(Timestamp)) AS last_ns "
-    f"FROM {_T} WHERE {_IN_RANGE} AND Operation = 'invoke_agent' AND AgentName != '' "
-    f"AND {_SPAN_SCOPE} AND ({{agent:String}} = '' OR AgentName = {{agent:String}}) "
-    f"AND {_NOT_PROBES} "
+    f"FROM {SPANS} WHERE {IN_RANGE} AND Operation = 'invoke_agent' AND AgentName != '' "
+    f"AND {SPAN_SCOPE} AND ({{agent:String}} = '' OR AgentName = {{agent:String}}) "
+    f"AND {NOT_PROBES} "
     "GROUP BY agent, window ORDER BY agent, window"
 )
 
@@ -162,11 +133,12 @@ _AGENT_RUNS_SQL: Final = (
 def _series_params(
     store: Store, end_ns: int, window_s: int, windows: int, scope: Scope
 ) -> dict[str, Any]:
-    return {"db": store.database, **window_params(end_ns, window_s, windows), **scope.params()}
+    windows_at = window_params(end_ns, window_s, windows, max_windows=MAX_WINDOWS)
+    return {"db": store.database, **windows_at, **scope.params()}
 
 
 def agent_runs(
-    store: Store, *, end_ns: int, window_s: int, windows: int, scope: Scope = Scope()
+    store: Store, *, end_ns: int, window_s: int, windows: int, scope: Scope = _UNSCOPED
 ) -> Rows:
     """Per agent and window (0 = the latest): ``runs`` (its ``invoke_agent`` spans) and
     ``last_ns``, its latest run's start. Windows without a run have no row; an agent with no run
@@ -182,7 +154,7 @@ def _per_trace(value: str, keep: str, owner: str, trace_owner: str) -> str:
         f"argMinIf({trace_owner}, Timestamp, Operation = 'invoke_agent') AS trace_owner, "
         "max(HealthCheck != '') AS is_probe, "
         f"groupArrayIf(({owner}, {value}, toUnixTimestamp64Nano(Timestamp)), {keep}) AS items "
-        f"FROM {_T} WHERE {_IN_RANGE} AND {_SPAN_SCOPE} "
+        f"FROM {SPANS} WHERE {IN_RANGE} AND {SPAN_SCOPE} "
         f"AND (Operation = 'invoke_agent' OR HealthCheck != '' OR ({keep})) "
         "GROUP BY trace"
     )
@@ -195,7 +167,7 @@ def _medians(subject: str, count: str, median: str, inner: str, filter_param: st
         f"SELECT {subject}, window, {count}, quartiles[2] AS {median}, "
         "(quartiles[3] - quartiles[1]) / 1.349 AS spread FROM ("
         f"SELECT if(item.1 != '', item.1, trace_owner) AS {subject}, "
-        f"{_window_of('item.3')} AS window, count() AS {count}, "
+        f"{window_of('item.3')} AS window, count() AS {count}, "
         "quantilesExactInclusive(0.25, 0.5, 0.75)(item.2) AS quartiles "
         f"FROM ({inner}) ARRAY JOIN items AS item "
         f"WHERE NOT is_probe AND {subject} != '' "
@@ -219,7 +191,7 @@ _CHAT_TOKENS_SQL: Final = _medians(
 
 
 def chat_output_tokens(
-    store: Store, *, end_ns: int, window_s: int, windows: int, scope: Scope = Scope()
+    store: Store, *, end_ns: int, window_s: int, windows: int, scope: Scope = _UNSCOPED
 ) -> Rows:
     """Per agent and window (0 = the latest): ``calls`` (model calls with output tokens),
     ``median_output_tokens`` per call and ``spread`` (interquartile range / 1.349). Windows
@@ -242,7 +214,7 @@ _CONFIDENCE_SQL: Final = _medians(
 
 
 def decision_confidence(
-    store: Store, *, end_ns: int, window_s: int, windows: int, scope: Scope = Scope()
+    store: Store, *, end_ns: int, window_s: int, windows: int, scope: Scope = _UNSCOPED
 ) -> Rows:
     """Per task type and window (0 = the latest): ``decisions``, ``median_confidence`` and
     ``spread`` (interquartile range / 1.349). Windows without a decision have no row."""

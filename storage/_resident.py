@@ -1,11 +1,11 @@
 """Give the kernel back the embedded engine's code pages that are no longer in use.
 
 chDB's library is hundreds of MB of code; opening a store runs the static set-up of all of it
-(function, format and codec registries), leaving ~180 MB of its pages resident that are not
-used again, and each kind of query touches more. They are clean pages of a read-only file
-mapping, so the kernel can drop them and read them back from the page cache when they are
-needed. Measured: the idle collector's resident set falls by ~175 MB; under load, reclaiming
-every 5 s keeps ~90 MB of it off (benchmarks/BENCHMARKS.md, "Collector throughput").
+(function, format and codec registries), leaving many of its pages resident that are not used
+again, and each kind of query touches more. They are clean pages of a read-only file mapping,
+so the kernel can drop them and read them back from the page cache when they are needed. What
+that saves, idle and under load, is measured in benchmarks/BENCHMARKS.md ("Collector
+throughput", memory).
 """
 
 from __future__ import annotations

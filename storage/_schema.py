@@ -197,9 +197,8 @@ def migrations(database: str, retention_days: int) -> tuple[Migration, ...]:
 
 # --- migration 4 ----------------------------------------------------------------------------------
 # The span table is wide (40+ columns, maps and nested arrays). A horizontal merge holds a block
-# and a write buffer for every column at once; merging column by column bounds that. Measured
-# in the collector's process, 500k spans in 8k-row inserts: peak anonymous memory 393 -> 264 MB,
-# inserts no slower (benchmarks/BENCHMARKS.md, "Collector throughput").
+# and a write buffer for every column at once; merging column by column bounds that, with
+# inserts no slower (measured in benchmarks/BENCHMARKS.md, "Collector throughput").
 VERTICAL_MERGES: Final = (
     "vertical_merge_algorithm_min_rows_to_activate = 1, "
     "vertical_merge_algorithm_min_columns_to_activate = 1"

@@ -184,8 +184,8 @@ class EmbeddedStore:
         self._read_lock = threading.Lock()
         self._read_session: Any = None
         # Code pages that were hot once (start-up, a first query) go back to the page cache;
-        # those still in use fault back in at once. Every 5 s: ~90 MB off the collector's
-        # resident set under load, throughput within noise (benchmarks/BENCHMARKS.md).
+        # those still in use fault back in at once. Every 5 s keeps the unused code out under
+        # load at no cost in throughput (measured in benchmarks/BENCHMARKS.md).
         self.reclaim_pages_every_s = 5.0
         self._last_reclaim = time.monotonic()
         try:

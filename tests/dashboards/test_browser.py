@@ -22,8 +22,10 @@ from pathlib import Path
 import pytest
 
 from agentwatch.dashboards import _format as fmt
-from agentwatch.storage import _queries as q
-from agentwatch.storage._queries import Filters
+from agentwatch.storage import _cost_queries as cost_queries
+from agentwatch.storage import _decision_queries as decision_queries
+from agentwatch.storage import _overview_queries as overview_queries
+from agentwatch.storage._scope import Filters
 from agentwatch.storage._store import ServerStore
 from tests.up_process import Up, agentwatch_up
 
@@ -59,9 +61,9 @@ class Expected:
     """What the store holds once the demo is done, read through the query endpoint."""
 
     tiles: dict[str, str]  # Overview tile label -> value, formatted as the dashboard does
-    overview: q.Overview
-    cost: q.CostSummary
-    decisions: q.ThresholdSummary
+    overview: overview_queries.Overview
+    cost: cost_queries.CostSummary
+    decisions: decision_queries.ThresholdSummary
     costliest_trace: str  # the most expensive task's trace id
 
 
@@ -83,16 +85,23 @@ def expected(up: Up) -> Expected:
     try:
         # Everything the demo sent is in the last hour, the dashboard's default range, and the
         # hour before it is empty (a fresh store): no trends.
-        f = Filters.last(timedelta(hours=1))
-        overview, previous = q.overview(store, f), q.overview(store, f.previous())
+        filters = Filters.last(timedelta(hours=1))
+        overview, previous = (
+            overview_queries.overview(store, filters),
+            overview_queries.overview(store, filters.previous()),
+        )
         assert previous.tasks == 0
         tiles = fmt.overview_tiles(overview, previous, fmt.Targets())
         return Expected(
             tiles={tile.label: tile.value for tile in tiles},
             overview=overview,
-            cost=q.cost_summary(store, f),
-            decisions=q.threshold_summary(q.threshold_explorer(store, f), 0.0),
-            costliest_trace=q.most_expensive_traces(store, f, 1).dicts()[0]["trace_id"],
+            cost=cost_queries.cost_summary(store, filters),
+            decisions=decision_queries.threshold_summary(
+                decision_queries.threshold_explorer(store, filters), 0.0
+            ),
+            costliest_trace=cost_queries.most_expensive_traces(store, filters, 1).dicts()[0][
+                "trace_id"
+            ],
         )
     finally:
         store.close()

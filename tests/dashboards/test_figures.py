@@ -10,13 +10,17 @@ import pytest
 
 from agentwatch.dashboards import _figures as figures
 from agentwatch.dashboards import _format as fmt
-from agentwatch.storage import _queries as q
-from agentwatch.storage._queries import Filters, Overview
+from agentwatch.storage import _cost_queries as cost_queries
+from agentwatch.storage import _decision_queries as decision_queries
+from agentwatch.storage import _overview_queries as overview_queries
+from agentwatch.storage import _trace_queries as trace_queries
+from agentwatch.storage._overview_queries import Overview
+from agentwatch.storage._scope import Filters
 from agentwatch.storage._store import Rows
-
-from . import reference as ref
-from .conftest import Fleet
-from .test_queries import approx, periods
+from agentwatch.storage._tasks import OUTCOMES
+from tests.storage import reference as ref
+from tests.storage.fleet import Fleet, periods
+from tests.storage.reference import approx
 
 ALL = Filters()
 
@@ -31,18 +35,18 @@ def annotation_texts(fig: go.Figure) -> list[str]:
 
 # --- figures --------------------------------------------------------------------------------------
 def test_completion_by_task_type(fleet: Fleet) -> None:
-    rows = q.completion_by_task_type(fleet.store, ALL)
+    rows = cost_queries.completion_by_task_type(fleet.store, ALL)
     fig = figures.completion_by_task_type(rows)
     assert [t.name for t in fig.data] == ["completed", "escalated", "failed", "limit exceeded"]
     want = ref.by_task_type(fleet.spans, ALL)
-    for trace, outcome in zip(fig.data, q.OUTCOMES, strict=True):
+    for trace, outcome in zip(fig.data, OUTCOMES, strict=True):
         got = {y or "": x for y, x in zip(trace.y, trace.x, strict=True)}
         assert got == {("(none)" if k == "" else k): v[outcome] for k, v in want.items()}
     assert fig.layout.barmode == "stack"
 
 
 def test_cost_by_task_type(fleet: Fleet) -> None:
-    rows = q.cost_by_task_type(fleet.store, ALL)
+    rows = cost_queries.cost_by_task_type(fleet.store, ALL)
     fig = figures.cost_by_task_type(rows)
     per_task, per_success = fig.data
     want = ref.by_task_type(fleet.spans, ALL)
@@ -52,7 +56,7 @@ def test_cost_by_task_type(fleet: Fleet) -> None:
 
 
 def test_confidence_histograms_count_every_decision(fleet: Fleet) -> None:
-    rows = q.confidence_distribution(fleet.store, ALL, bins=20)
+    rows = decision_queries.confidence_distribution(fleet.store, ALL, bins=20)
     decisions = len(ref.decisions(fleet.spans, ALL))
     by_outcome = figures.confidence_by_outcome(rows, 20)
     assert sum(ys(by_outcome)) == decisions
@@ -71,19 +75,19 @@ def test_confidence_histograms_count_every_decision(fleet: Fleet) -> None:
 
 
 def test_error_categories(fleet: Fleet) -> None:
-    rows = q.error_categories(fleet.store, ALL)
+    rows = overview_queries.error_categories(fleet.store, ALL)
     fig = figures.error_categories(rows)
     (bars,) = fig.data
-    assert list(bars.x) == [figures.CATEGORY_LABELS[c] for c in q.ERROR_CATEGORIES]
+    assert list(bars.x) == [figures.CATEGORY_LABELS[c] for c in overview_queries.ERROR_CATEGORIES]
     assert list(bars.y) == [r["rate"] for r in rows.dicts()]
 
 
 @pytest.mark.parametrize("group", ["model", "task_type"])
 def test_cost_over_time_stacks_all_spend(fleet: Fleet, group: str) -> None:
     if group == "model":
-        rows = q.cost_over_time_by_model(fleet.store, ALL, bucket_s=60)
+        rows = cost_queries.cost_over_time_by_model(fleet.store, ALL, bucket_s=60)
     else:
-        rows = q.cost_over_time_by_task_type(fleet.store, ALL, bucket_s=60)
+        rows = cost_queries.cost_over_time_by_task_type(fleet.store, ALL, bucket_s=60)
     fig = figures.cost_over_time(rows, group)
     total = sum(r["cost_usd"] for r in rows.dicts())
     assert sum(ys(fig)) == approx(total)
@@ -95,7 +99,7 @@ def test_cost_over_time_stacks_all_spend(fleet: Fleet, group: str) -> None:
 
 
 def test_calibration_diagram(fleet: Fleet) -> None:
-    rows = q.calibration(fleet.store, ALL, bins=10)
+    rows = decision_queries.calibration(fleet.store, ALL, bins=10)
     fig = figures.calibration(rows)
     names = [t.name for t in fig.data]
     assert names == ["decisions", "perfectly calibrated", "correct (feedback)"]
@@ -105,19 +109,19 @@ def test_calibration_diagram(fleet: Fleet) -> None:
 
 
 def test_threshold_curve_marks_the_threshold(fleet: Fleet) -> None:
-    explorer = q.threshold_explorer(fleet.store, ALL)
+    explorer = decision_queries.threshold_explorer(fleet.store, ALL)
     fig = figures.threshold_curve(explorer, 0.7)
     share, accuracy = fig.data
     assert len(share.x) == 101
     assert share.y[0] == 1.0  # everything is auto-approved at threshold 0
-    assert share.y[70] == q.threshold_summary(explorer, 0.7).auto_share
-    assert accuracy.y[70] == q.threshold_summary(explorer, 0.7).auto_accuracy
+    assert share.y[70] == decision_queries.threshold_summary(explorer, 0.7).auto_share
+    assert accuracy.y[70] == decision_queries.threshold_summary(explorer, 0.7).auto_accuracy
     assert [s.x0 for s in fig.layout.shapes] == [0.7]
 
 
 def test_tool_table_lists_declared_tools_never_called_after_the_called_ones(fleet: Fleet) -> None:
-    tools = q.tool_usage(fleet.store, ALL)
-    table = figures.tool_usage_table(tools, q.unused_tools(fleet.store, ALL)).dicts()
+    tools = overview_queries.tool_usage(fleet.store, ALL)
+    table = figures.tool_usage_table(tools, overview_queries.unused_tools(fleet.store, ALL)).dicts()
     assert [r["tool"] for r in table] == [*(r["tool"] for r in tools.dicts()), "close_account"]
     assert [r["never_called"] for r in table] == [False] * len(tools.rows) + [True]
     assert (table[-1]["calls"], table[-1]["errors"], table[-1]["error_rate"]) == (0, 0, None)
@@ -125,14 +129,16 @@ def test_tool_table_lists_declared_tools_never_called_after_the_called_ones(flee
 
 
 def test_the_note_names_each_unused_tool_and_who_declares_it(fleet: Fleet) -> None:
-    note = figures.unused_tools_note(q.unused_tools(fleet.store, ALL))
+    note = figures.unused_tools_note(overview_queries.unused_tools(fleet.store, ALL))
     assert note == "Declared but never called in this range: close_account (declared by support)."
     assert figures.unused_tools_note(Rows(["tool", "agents"], [])) == ""
 
 
 def test_waterfall_of_a_nested_trace(fleet: Fleet) -> None:
-    trace_id = q.trace_list(fleet.store, Filters(task_type="triage")).dicts()[0]["trace_id"]
-    spans = q.trace_spans(fleet.store, trace_id)
+    trace_id = trace_queries.trace_list(fleet.store, Filters(task_type="triage")).dicts()[0][
+        "trace_id"
+    ]
+    spans = trace_queries.trace_spans(fleet.store, trace_id)
     fig = figures.waterfall(spans)
     labels = list(fig.layout.yaxis.ticktext)
     assert labels == [
@@ -152,8 +158,10 @@ def test_waterfall_of_a_nested_trace(fleet: Fleet) -> None:
 
 
 def test_waterfall_marks_errors(fleet: Fleet) -> None:
-    trace_id = q.trace_list(fleet.store, Filters(task_type="model_error")).dicts()[0]["trace_id"]
-    fig = figures.waterfall(q.trace_spans(fleet.store, trace_id))
+    trace_id = trace_queries.trace_list(fleet.store, Filters(task_type="model_error")).dicts()[0][
+        "trace_id"
+    ]
+    fig = figures.waterfall(trace_queries.trace_spans(fleet.store, trace_id))
     errors = [t for t in fig.data if t.name == "error"]
     assert len(errors) == 1
     assert errors[0].marker.color == figures.ERROR_COLOR
@@ -222,7 +230,10 @@ def test_safe_url_hides_the_password() -> None:
 
 def test_tiles_compare_periods_and_targets(fleet: Fleet) -> None:
     current, previous = periods(fleet)
-    now, before = q.overview(fleet.store, current), q.overview(fleet.store, previous)
+    now, before = (
+        overview_queries.overview(fleet.store, current),
+        overview_queries.overview(fleet.store, previous),
+    )
     tiles = {t.label: t for t in fmt.overview_tiles(now, before, fmt.Targets())}
     assert list(tiles) == [
         "Tasks",

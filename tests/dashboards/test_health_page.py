@@ -21,14 +21,15 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from agentwatch.dashboards import _data
-from agentwatch.dashboards import _health_view as hv
-from agentwatch.storage import _alert_queries as aq
-from agentwatch.storage import _health_queries as hq
-from agentwatch.storage._queries import Filters
+from agentwatch.dashboards import _health_view as health_view
+from agentwatch.storage import _alert_queries as alert_queries
+from agentwatch.storage import _health_queries as health_queries
+from agentwatch.storage._scope import Filters
 from agentwatch.storage._store import EmbeddedStore, Rows, apply_migrations
 from tests.alerts.workload import NS, Spans, ns
+from tests.storage.fleet import Fleet
 
-from .conftest import PAGE_DIR, Fleet
+from .conftest import PAGE_DIR
 from .test_pages import texts
 
 DATABASE = "agentwatch_health_page"
@@ -71,8 +72,8 @@ def _probes(spans: Spans, now_ns: int) -> dict[str, list[bool]]:
     return runs
 
 
-def _alerts(now_ms: int) -> list[aq.AlertRow]:
-    firing = aq.AlertRow(
+def _alerts(now_ms: int) -> list[alert_queries.AlertRow]:
+    firing = alert_queries.AlertRow(
         incident_id="inc-firing",
         rule="refund cost per task",
         kind="anomaly",
@@ -89,7 +90,7 @@ def _alerts(now_ms: int) -> list[aq.AlertRow]:
         summary=FIRING_SUMMARY,
         trace_ids=FIRING_TRACES,
     )
-    fired = aq.AlertRow(
+    fired = alert_queries.AlertRow(
         incident_id="inc-resolved",
         rule="error rate spike",
         kind="anomaly",
@@ -106,7 +107,7 @@ def _alerts(now_ms: int) -> list[aq.AlertRow]:
         summary=RESOLVED_SUMMARY,
         trace_ids=("c" * 32,),
     )
-    resolved = aq.AlertRow(
+    resolved = alert_queries.AlertRow(
         incident_id="inc-resolved",
         rule="error rate spike",
         kind="anomaly",
@@ -138,7 +139,7 @@ def seeded(fleet: Fleet) -> Iterator[Seeded]:
         for k in range(54, 3, -1):
             spans.task(now_ns - k * 300 * NS, agent="tracker", task_type="order_status")
         store.insert_arrow("otel_traces", spans.table())
-        aq.record_alerts(store, _alerts(now_ns // 1_000_000))
+        alert_queries.record_alerts(store, _alerts(now_ns // 1_000_000))
         yield Seeded(fleet.url_for(DATABASE), store, now, runs)
     finally:
         store.close()
@@ -186,7 +187,7 @@ def test_each_health_check_shows_its_status_pass_rate_and_last_failure(
 def test_a_failing_check_says_why_and_links_its_trace(health_page: AppTest) -> None:
     (failure,) = [e for e in texts(health_page.error) if FAILING in e]
     assert failure.startswith(f"**{FAILING}** failed its last run at ")
-    assert f"{hv.md(EXPECTATION)}: {hv.md(REASON)}" in failure
+    assert f"{health_view.md(EXPECTATION)}: {health_view.md(REASON)}" in failure
     assert "(passed 12 of 15 runs in this range)" in failure
     assert "](traces?trace_id=" in failure
 
@@ -201,7 +202,7 @@ def test_a_firing_alert_says_what_moved_against_what_baseline_with_trace_links(
 ) -> None:
     (alert,) = [w for w in texts(health_page.warning) if "refund cost per task" in w]
     assert alert.startswith("**refund cost per task** · `task_type=refund` · firing since ")
-    assert hv.md(FIRING_SUMMARY) in alert
+    assert health_view.md(FIRING_SUMMARY) in alert
     assert "`cost_per_task`: value 0.1 vs baseline 0.02 (x5.0, +0.08)" in alert
     for trace_id in FIRING_TRACES:
         assert f"](traces?trace_id={trace_id})" in alert
@@ -210,7 +211,7 @@ def test_a_firing_alert_says_what_moved_against_what_baseline_with_trace_links(
 def test_a_resolved_alert_is_listed_with_when_it_resolved(health_page: AppTest) -> None:
     (resolved,) = [m for m in texts(health_page.markdown) if "error rate spike" in m]
     assert resolved.startswith("✅ **error rate spike** · `task_type=billing` · resolved at ")
-    assert hv.md(RESOLVED_SUMMARY) in resolved
+    assert health_view.md(RESOLVED_SUMMARY) in resolved
     assert "Resolved: error\\_rate back to 0.02" in resolved
 
 
@@ -226,7 +227,7 @@ def test_a_store_without_checks_or_alerts_says_how_to_get_them(
     at = _open(entry, "health")
     assert not at.error, texts(at.error)
     alerts, checks, traffic = texts(at.info)
-    assert (alerts, checks) == (hv.NO_ALERTS, hv.NO_CHECKS)
+    assert (alerts, checks) == (health_view.NO_ALERTS, health_view.NO_CHECKS)
     assert traffic.startswith("No agent traffic from ")
 
 
@@ -238,7 +239,10 @@ def test_the_overview_banner_lists_the_firing_alerts(
     at = _open(entry, "overview")
     (banner,) = texts(at.warning)
     assert banner.startswith("**1 alert firing** (details on Health & alerts):")
-    assert f"- **refund cost per task** · `task_type=refund`: {hv.md(FIRING_SUMMARY)}" in banner
+    assert (
+        f"- **refund cost per task** · `task_type=refund`: {health_view.md(FIRING_SUMMARY)}"
+        in banner
+    )
 
 
 def test_the_overview_has_no_banner_without_firing_alerts(
@@ -252,9 +256,9 @@ def test_the_overview_has_no_banner_without_firing_alerts(
 
 # --- figure and text builders ---------------------------------------------------------------------
 def test_the_pass_rate_figure_has_a_line_per_check_with_its_rates(seeded: Seeded) -> None:
-    f = Filters.last(timedelta(hours=1), now=seeded.now + timedelta(seconds=1))
-    rows = hq.health_pass_rate(seeded.store, f, bucket_s=600)
-    fig = hv.pass_rate_figure(rows)
+    filters = Filters.last(timedelta(hours=1), now=seeded.now + timedelta(seconds=1))
+    rows = health_queries.health_pass_rate(seeded.store, filters, bucket_s=600)
+    fig = health_view.pass_rate_figure(rows)
     lines = {trace.name: trace for trace in fig.data}
     assert set(lines) == {FAILING, PASSING}
     assert set(lines[PASSING].y) == {1.0}
@@ -267,7 +271,9 @@ def test_the_pass_rate_figure_has_a_line_per_check_with_its_rates(seeded: Seeded
 
 
 def test_the_pass_rate_figure_without_runs_says_so() -> None:
-    fig = hv.pass_rate_figure(Rows(["check", "bucket_start", "runs", "passed", "pass_rate"], []))
+    fig = health_view.pass_rate_figure(
+        Rows(["check", "bucket_start", "runs", "passed", "pass_rate"], [])
+    )
     assert not fig.data
     assert [a.text for a in fig.layout.annotations] == ["No health check runs in this range"]
 
@@ -284,15 +290,15 @@ def test_the_pass_rate_figure_without_runs_says_so() -> None:
 def test_change_text_says_how_far_from_the_baseline(
     value: float | None, baseline: float | None, text: str
 ) -> None:
-    assert hv.change_text(value, baseline) == text
+    assert health_view.change_text(value, baseline) == text
 
 
 def test_no_traffic_names_the_hours_passive_health_read() -> None:
     end = datetime(2030, 1, 1, 12, 0, 30, tzinfo=UTC)  # windows end 30 s (settle) earlier
-    assert hv.no_traffic_text(end) == (
+    assert health_view.no_traffic_text(end) == (
         "No agent traffic from 2030-01-01 07:45:00 UTC to 2030-01-01 12:00:00 UTC to judge."
     )
 
 
 def test_data_is_escaped_not_read_as_markdown() -> None:
-    assert hv.md("costs $5 *now* [x](y) a_b") == r"costs \$5 \*now\* \[x\]\(y\) a\_b"
+    assert health_view.md("costs $5 *now* [x](y) a_b") == r"costs \$5 \*now\* \[x\]\(y\) a\_b"

@@ -14,8 +14,7 @@ from streamlit.testing.v1 import AppTest
 from agentwatch._errors import ConfigurationError
 from agentwatch.app._up import check_dashboard_host
 from agentwatch.dashboards import _data, _login
-
-from .conftest import Fleet
+from tests.storage.fleet import Fleet
 
 PASSWORD = "correct horse battery"
 

@@ -14,11 +14,12 @@ from streamlit.testing.v1 import AppTest
 
 from agentwatch.dashboards import _data, _health_view, _views
 from agentwatch.dashboards import _format as fmt
-from agentwatch.storage import _queries as q
-from agentwatch.storage._queries import Filters
+from agentwatch.storage import _cost_queries as cost_queries
+from agentwatch.storage._scope import Filters
+from tests.storage import reference as ref
+from tests.storage.fleet import Fleet
 
-from . import reference as ref
-from .conftest import APP, PAGE_DIR, Fleet
+from .conftest import APP, PAGE_DIR
 
 PAGES = ("overview", "cost", "decisions", "traces", "health")
 
@@ -72,9 +73,9 @@ def test_every_page_renders_without_errors(entry: Path, url: str, page: str) -> 
 
 
 # --- Overview -------------------------------------------------------------------------------------
-def expected_tiles(fleet: Fleet, f: Filters) -> dict[str, str]:
+def expected_tiles(fleet: Fleet, filters: Filters) -> dict[str, str]:
     """The tile values, recomputed from the raw rows (the seeded data is all in the last hour)."""
-    want = ref.overview(fleet.spans, f)
+    want = ref.overview(fleet.spans, filters)
     tasks = want["tasks"]
     return {
         "Tasks": fmt.count(tasks),
@@ -126,7 +127,9 @@ def test_sidebar_filters_change_every_tile(entry: Path, fleet: Fleet, url: str) 
     assert metrics(at) == expected_tiles(fleet, Filters(task_type="refund", environment="prod"))
     # The filters persist across pages.
     switch(at, "cost")
-    summary = q.cost_summary(fleet.store, Filters(task_type="refund", environment="prod"))
+    summary = cost_queries.cost_summary(
+        fleet.store, Filters(task_type="refund", environment="prod")
+    )
     assert metrics(at)["Total spend"] == fmt.usd(summary.cost_usd)
 
 
@@ -205,10 +208,10 @@ def test_a_deep_link_on_a_fresh_server_still_gets_the_sidebar(fleet: Fleet, url:
         _views.K_TASK_TYPE,
         _views.K_ENV,
     ]
-    summary = q.cost_summary(fleet.store, Filters())
+    summary = cost_queries.cost_summary(fleet.store, Filters())
     assert metrics(at)["Total spend"] == fmt.usd(summary.cost_usd)
     at.sidebar.selectbox(key=_views.K_SERVICE).set_value("billing-fleet").run()  # legacy again
-    billing = q.cost_summary(fleet.store, Filters(service="billing-fleet"))
+    billing = cost_queries.cost_summary(fleet.store, Filters(service="billing-fleet"))
     assert metrics(at)["Total spend"] == fmt.usd(billing.cost_usd)
 
 
@@ -225,10 +228,10 @@ def test_a_malformed_url_is_an_error_message_not_a_crash(
 # --- Cost -----------------------------------------------------------------------------------------
 def test_cost_page(entry: Path, fleet: Fleet, url: str) -> None:
     at = open_page(entry, "cost")
-    f = Filters()
-    costs = ref.trace_costs(fleet.spans, f)
+    filters = Filters()
+    costs = ref.trace_costs(fleet.spans, filters)
     total = sum(costs.values())
-    tasks = ref.tasks(fleet.spans, f)
+    tasks = ref.tasks(fleet.spans, filters)
     completed = sum(t.outcome == "completed" for t in tasks.values())
     top = sorted(costs.values(), reverse=True)[: -(-len(tasks) // 20)]
     assert metrics(at) == {
@@ -249,9 +252,9 @@ def test_cost_page(entry: Path, fleet: Fleet, url: str) -> None:
 # --- Decisions & confidence -----------------------------------------------------------------------
 def test_decisions_page_and_threshold_slider(entry: Path, fleet: Fleet, url: str) -> None:
     at = open_page(entry, "decisions")
-    f = Filters()
-    pairs = ref.decisions(fleet.spans, f)
-    fb = ref.feedback(fleet.spans, f)
+    filters = Filters()
+    pairs = ref.decisions(fleet.spans, filters)
+    fb = ref.feedback(fleet.spans, filters)
     reviewed = [d for d, _ in pairs if d.trace_id in fb]
     assert metrics(at)["Decisions"] == fmt.count(len(pairs))
     assert metrics(at)["With feedback"] == fmt.count(len(reviewed))

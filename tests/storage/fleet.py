@@ -1,12 +1,16 @@
-"""One real collector, fed by the demo fleet through the real SDK, for every dashboard test.
+"""One real collector, fed by the demo fleet through the real SDK: the data the dashboard
+query tests (``tests/storage/test_queries.py``) and the dashboard tests (``tests/dashboards``)
+read.
 
-The ``fleet`` fixture starts ``agentwatch.app._collector.Collector`` in-process (OTLP/HTTP and
-the read-only ClickHouse HTTP endpoint on free loopback ports, chDB under a temporary
-directory), runs the demo fleet and a few hand-made edge cases at it over OTLP, and waits
-(polling, never sleeping a fixed time) until every span the SDK exported is stored.
+``seeded_fleet`` starts ``agentwatch.app._collector.Collector`` in-process (OTLP/HTTP and the
+read-only ClickHouse HTTP endpoint on free loopback ports, chDB under ``data_dir``), runs the
+demo fleet and a few hand-made edge cases at it over OTLP, and waits (polling, never sleeping a
+fixed time) until every span the SDK exported is stored. Each package's ``conftest.py`` makes a
+``fleet`` fixture of it.
 
-chDB opens one data directory per process, so the fixture is package-scoped: it is closed
-before tests of other packages open their own stores.
+chDB opens one data directory per process, so each fixture closes its fleet before tests
+elsewhere open their own stores: the dashboards' is package-scoped, the storage one
+module-scoped (the other storage tests open stores of their own).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,9 +34,9 @@ import agentwatch as aw
 from agentwatch.app._collector import Collector, CollectorConfig
 from agentwatch.app._demo import DemoFleet, FakeModelClient
 from agentwatch.collector._writer import WriterSettings
-from agentwatch.dashboards import _views
 from agentwatch.query._endpoint import QueryEndpoint
 from agentwatch.storage._schema import migrations
+from agentwatch.storage._scope import Filters
 from agentwatch.storage._store import EmbeddedStore
 from tests import polling
 
@@ -44,8 +49,6 @@ EMPTY_DB = "agentwatch_empty"
 SIDE_DATABASES = frozenset(
     {EMPTY_DB, "agentwatch_hours", "agentwatch_facts_only", "agentwatch_health_page"}
 )
-APP = Path(_views.__file__).resolve().parent / "app.py"
-PAGE_DIR = APP.parent / "pages"
 # A task type that needs escaping on the way to ClickHouse, whichever backend binds it.
 ODD_TASK_TYPE = "it's a \\ back\tslash"
 
@@ -144,9 +147,9 @@ def _edge_cases() -> None:
     ask("gpt-4o-mini", "no agent around this call")
 
 
-@pytest.fixture(scope="package")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    data_dir: Path = tmp_path_factory.mktemp("dashboards")
+@contextmanager
+def seeded_fleet(data_dir: Path) -> Iterator[Fleet]:
+    """The collector under ``data_dir``, seeded, until the ``with`` block ends."""
     collector = Collector(
         CollectorConfig(
             data_dir=data_dir,
@@ -210,17 +213,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         collector.stop()
 
 
-@pytest.fixture(scope="package")
-def entry(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A one-line entry script that runs the real ``app.py`` (unchanged, with its own
-    ``__file__``) from a directory without a ``pages/`` folder.
-
-    AppTest resets Streamlit's "legacy pages/ directory" flag before every run, so with the
-    entry script next to ``pages/`` every run would start in the legacy multipage mode (which
-    a real server is in only until the first ``st.navigation``). ``_views.page`` recovers from
-    that by rerunning through ``app.py`` (tested below), but the other tests should see the
-    server's steady state.
-    """
-    script = tmp_path_factory.mktemp("entry") / "dashboard.py"
-    script.write_text(f"import runpy\n\nrunpy.run_path({str(APP)!r}, run_name='__main__')\n")
-    return script
+def periods(fleet: Fleet) -> tuple[Filters, Filters]:
+    """(current, previous): batch A lies wholly in the previous period, B and C in the current."""
+    length = max(fleet.middle - fleet.started, fleet.finished - fleet.middle) + timedelta(seconds=1)
+    current = Filters(start=fleet.middle, end=fleet.middle + length)
+    return current, current.previous()

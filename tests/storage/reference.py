@@ -3,7 +3,7 @@
 Rows are read with one plain SELECT of the exporter columns (``SpanAttributes`` and
 ``ResourceAttributes`` as maps); everything else is derived here from the attributes, not from
 the typed columns the queries use. Cost and ``Priced`` come from the collector as stored.
-The definitions are the ones documented in ``agentwatch.storage._queries``.
+The definitions are the ones documented in ``agentwatch.storage._tasks``.
 """
 
 from __future__ import annotations
@@ -16,12 +16,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agentwatch.storage._queries import Filters
+import pytest
+
+from agentwatch.storage._scope import Filters
 from agentwatch.storage._store import Store
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MODEL_OPERATIONS = ("chat", "text_completion", "generate_content")
 Counter_ = dict[str, int]
+
+
+def approx(value: Any) -> Any:
+    """Tolerant float comparison; None must be matched exactly (newer pytest refuses it)."""
+    return value if value is None else pytest.approx(value, rel=1e-9, abs=1e-12)
 
 
 @dataclass(frozen=True)
@@ -111,17 +118,17 @@ def ns(moment: datetime) -> int:
     return (moment - EPOCH) // timedelta(microseconds=1) * 1000
 
 
-def in_range(span: Span, f: Filters) -> bool:
-    start = ns(f.start) if f.start else 0
-    end = ns(f.end) if f.end else 2**63 - 1
+def in_range(span: Span, filters: Filters) -> bool:
+    start = ns(filters.start) if filters.start else 0
+    end = ns(filters.end) if filters.end else 2**63 - 1
     return start <= span.ts < end
 
 
-def span_ok(span: Span, f: Filters) -> bool:
+def span_ok(span: Span, filters: Filters) -> bool:
     return (
-        in_range(span, f)
-        and (not f.service or span.service == f.service)
-        and (not f.environment or span.environment == f.environment)
+        in_range(span, filters)
+        and (not filters.service or span.service == filters.service)
+        and (not filters.environment or span.environment == filters.environment)
     )
 
 
@@ -141,12 +148,12 @@ class Task:
         return self.outcome == "limit_exceeded" or bool(self.limit_hit)
 
 
-def tasks(spans: Iterable[Span], f: Filters) -> dict[str, Task]:
+def tasks(spans: Iterable[Span], filters: Filters) -> dict[str, Task]:
     """Trace id -> task, from the trace's earliest agent span."""
     first: dict[str, Span] = {}
     for s in spans:
         earlier = s.trace_id not in first or s.ts < first[s.trace_id].ts
-        if s.operation == "invoke_agent" and span_ok(s, f) and earlier:
+        if s.operation == "invoke_agent" and span_ok(s, filters) and earlier:
             first[s.trace_id] = s
     out = {}
     for trace_id, s in first.items():
@@ -163,17 +170,17 @@ def tasks(spans: Iterable[Span], f: Filters) -> dict[str, Task]:
             s.attrs.get("agentwatch.limit.exceeded", ""),
             s.duration,
         )
-        if (not f.agent or task.agent == f.agent) and (
-            not f.task_type or task.task_type == f.task_type
+        if (not filters.agent or task.agent == filters.agent) and (
+            not filters.task_type or task.task_type == filters.task_type
         ):
             out[trace_id] = task
     return out
 
 
-def task_filtered(spans: Iterable[Span], f: Filters) -> list[Span]:
+def task_filtered(spans: Iterable[Span], filters: Filters) -> list[Span]:
     """Spans passing the span filters, and in the filtered tasks' traces if a task filter is set."""
-    ids = set(tasks(spans, f)) if (f.agent or f.task_type) else None
-    return [s for s in spans if span_ok(s, f) and (ids is None or s.trace_id in ids)]
+    ids = set(tasks(spans, filters)) if (filters.agent or filters.task_type) else None
+    return [s for s in spans if span_ok(s, filters) and (ids is None or s.trace_id in ids)]
 
 
 def linear_quantile(values: list[float], level: float) -> float:
@@ -183,18 +190,18 @@ def linear_quantile(values: list[float], level: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (index - lo)
 
 
-def overview(spans: list[Span], f: Filters) -> dict[str, Any]:
-    ts = tasks(spans, f)
+def overview(spans: list[Span], filters: Filters) -> dict[str, Any]:
+    ts = tasks(spans, filters)
     outcomes = [t.outcome for t in ts.values()]
-    scoped = task_filtered(spans, f)
+    scoped = task_filtered(spans, filters)
     tools = [s for s in scoped if s.operation == "execute_tool"]
     iterations = [
         int(s.attrs["agentwatch.task.iterations"])
         for s in spans
         if s.operation == "invoke_agent"
-        and span_ok(s, f)
-        and (not f.agent or s.agent == f.agent)
-        and (not f.task_type or s.task_type == f.task_type)
+        and span_ok(s, filters)
+        and (not filters.agent or s.agent == filters.agent)
+        and (not filters.task_type or s.task_type == filters.task_type)
         and int(s.attrs.get("agentwatch.task.iterations", "0")) > 0
     ]
     durations = [float(t.duration) for t in ts.values()]
@@ -213,19 +220,19 @@ def overview(spans: list[Span], f: Filters) -> dict[str, Any]:
     }
 
 
-def trace_costs(spans: Iterable[Span], f: Filters) -> dict[str, float]:
+def trace_costs(spans: Iterable[Span], filters: Filters) -> dict[str, float]:
     """Spend per trace over the span-filtered spans in range (no task restriction)."""
     out: dict[str, float] = defaultdict(float)
     for s in spans:
-        if s.cost > 0 and span_ok(s, f):
+        if s.cost > 0 and span_ok(s, filters):
             out[s.trace_id] += s.cost
     return out
 
 
-def by_task_type(spans: list[Span], f: Filters) -> dict[str, dict[str, Any]]:
-    costs = trace_costs(spans, f)
+def by_task_type(spans: list[Span], filters: Filters) -> dict[str, dict[str, Any]]:
+    costs = trace_costs(spans, filters)
     out: dict[str, dict[str, Any]] = {}
-    for t in tasks(spans, f).values():
+    for t in tasks(spans, filters).values():
         row = out.setdefault(
             t.task_type,
             {
@@ -246,17 +253,19 @@ def by_task_type(spans: list[Span], f: Filters) -> dict[str, dict[str, Any]]:
     return out
 
 
-def spend_by_task_type(spans: list[Span], f: Filters) -> dict[str, float]:
+def spend_by_task_type(spans: list[Span], filters: Filters) -> dict[str, float]:
     """Spend per task type as ``_queries`` documents it: each priced span in range toward its
     own task type; untyped spans and every span of a trace with a nested or foreign-parented
     agent span toward their trace's task type, and not at all when the trace is no task. (Equal
     to ``by_task_type``'s cost when no trace is cut by the range.)"""
-    ts = tasks(spans, f)
+    ts = tasks(spans, filters)
     nested = {
-        s.trace_id for s in spans if s.operation == "invoke_agent" and s.parent_id and span_ok(s, f)
+        s.trace_id
+        for s in spans
+        if s.operation == "invoke_agent" and s.parent_id and span_ok(s, filters)
     }
     out: dict[str, float] = defaultdict(float)
-    for s in task_filtered(spans, f):
+    for s in task_filtered(spans, filters):
         if s.cost <= 0:
             continue
         if s.task_type and s.trace_id not in nested:
@@ -266,13 +275,13 @@ def spend_by_task_type(spans: list[Span], f: Filters) -> dict[str, float]:
     return dict(out)
 
 
-def decisions(spans: list[Span], f: Filters) -> list[tuple[Span, Task]]:
-    ts = tasks(spans, f)
+def decisions(spans: list[Span], filters: Filters) -> list[tuple[Span, Task]]:
+    ts = tasks(spans, filters)
     return [
         (s, ts[s.trace_id])
         for s in spans
         if s.operation == "decision"
-        and in_range(s, f)
+        and in_range(s, filters)
         and s.confidence is not None
         and s.trace_id in ts
     ]
@@ -282,10 +291,10 @@ def bucket(confidence: float, bins: int) -> int:
     return min(math.floor(confidence * bins), bins - 1)
 
 
-def feedback(spans: list[Span], f: Filters) -> dict[str, bool]:
-    """Trace id -> the latest feedback.correct recorded from ``f.start`` on."""
+def feedback(spans: list[Span], filters: Filters) -> dict[str, bool]:
+    """Trace id -> the latest feedback.correct recorded from ``filters.start`` on."""
     latest: dict[str, Span] = {}
-    start = ns(f.start) if f.start else 0
+    start = ns(filters.start) if filters.start else 0
     for s in spans:
         later = s.trace_id not in latest or s.ts > latest[s.trace_id].ts
         if s.operation == "feedback" and s.ts >= start and s.feedback_correct is not None and later:
@@ -293,10 +302,10 @@ def feedback(spans: list[Span], f: Filters) -> dict[str, bool]:
     return {k: bool(v.feedback_correct) for k, v in latest.items()}
 
 
-def calibration(spans: list[Span], f: Filters, bins: int) -> dict[int, dict[str, Any]]:
-    fb = feedback(spans, f)
+def calibration(spans: list[Span], filters: Filters, bins: int) -> dict[int, dict[str, Any]]:
+    fb = feedback(spans, filters)
     out: dict[int, dict[str, Any]] = {}
-    for d, t in decisions(spans, f):
+    for d, t in decisions(spans, filters):
         assert d.confidence is not None
         row = out.setdefault(
             bucket(d.confidence, bins),
@@ -319,9 +328,9 @@ def calibration(spans: list[Span], f: Filters, bins: int) -> dict[int, dict[str,
     return out
 
 
-def tools(spans: list[Span], f: Filters) -> dict[str, dict[str, Any]]:
+def tools(spans: list[Span], filters: Filters) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for s in task_filtered(spans, f):
+    for s in task_filtered(spans, filters):
         if s.operation != "execute_tool":
             continue
         row = out.setdefault(
@@ -339,11 +348,11 @@ def tools(spans: list[Span], f: Filters) -> dict[str, dict[str, Any]]:
     return out
 
 
-def error_categories(spans: list[Span], f: Filters) -> dict[str, dict[str, int]]:
-    ts = tasks(spans, f)
+def error_categories(spans: list[Span], filters: Filters) -> dict[str, dict[str, int]]:
+    ts = tasks(spans, filters)
     per_trace: dict[str, Counter_] = defaultdict(lambda: {"model": 0, "tool": 0, "other": 0})
     for s in spans:
-        if not (s.error_type and in_range(s, f)):
+        if not (s.error_type and in_range(s, filters)):
             continue
         if s.operation in MODEL_OPERATIONS:
             per_trace[s.trace_id]["model"] += 1
@@ -367,17 +376,19 @@ def error_categories(spans: list[Span], f: Filters) -> dict[str, dict[str, int]]
     return out
 
 
-def unused_tools(spans: list[Span], f: Filters) -> dict[str, list[str]]:
+def unused_tools(spans: list[Span], filters: Filters) -> dict[str, list[str]]:
     """Tool -> agents declaring it (``agentwatch.agent.tools`` on agent spans in range, agent and
     task-type filters on the agent span), for tools with no call among ``tools``'s calls."""
     declared: dict[str, set[str]] = defaultdict(set)
     for s in spans:
         raw = s.attrs.get("agentwatch.agent.tools")
-        if not (raw and s.operation == "invoke_agent" and span_ok(s, f)):
+        if not (raw and s.operation == "invoke_agent" and span_ok(s, filters)):
             continue
-        if (f.agent and s.agent != f.agent) or (f.task_type and s.task_type != f.task_type):
+        if (filters.agent and s.agent != filters.agent) or (
+            filters.task_type and s.task_type != filters.task_type
+        ):
             continue
         for tool in json.loads(raw):
             declared[tool].add(s.agent)
-    called = tools(spans, f)
+    called = tools(spans, filters)
     return {t: sorted(a) for t, a in declared.items() if t not in called}

@@ -1,4 +1,6 @@
-"""Every dashboard query against a real collector's store, checked against ``reference``."""
+"""Every dashboard query (``storage._overview_queries``, ``_cost_queries``, ``_decision_queries``,
+``_trace_queries``, ``_sidebar_queries`` and ``_scope``) against a real collector's store, checked
+against ``reference``."""
 
 from __future__ import annotations
 
@@ -10,26 +12,19 @@ from typing import Any
 
 import pytest
 
-from agentwatch.storage import _queries as q
-from agentwatch.storage._queries import Filters, TraceFilters
+from agentwatch.storage import _cost_queries as cost_queries
+from agentwatch.storage import _decision_queries as decision_queries
+from agentwatch.storage import _overview_queries as overview_queries
+from agentwatch.storage import _sidebar_queries as sidebar_queries
+from agentwatch.storage import _trace_queries as trace_queries
 from agentwatch.storage._schema import migrations
+from agentwatch.storage._scope import Filters, bucket_seconds
 from agentwatch.storage._store import Rows, ServerStore, Store
+from agentwatch.storage._trace_queries import TraceFilters
 
 from . import reference as ref
-from .conftest import ODD_TASK_TYPE, Fleet
-
-
-def approx(value: Any) -> Any:
-    """Tolerant float comparison; None must be matched exactly (newer pytest refuses it)."""
-    return value if value is None else pytest.approx(value, rel=1e-9, abs=1e-12)
-
-
-def periods(fleet: Fleet) -> tuple[Filters, Filters]:
-    """(current, previous): batch A lies wholly in the previous period, B and C in the current."""
-    length = max(fleet.middle - fleet.started, fleet.finished - fleet.middle) + timedelta(seconds=1)
-    current = Filters(start=fleet.middle, end=fleet.middle + length)
-    return current, current.previous()
-
+from .fleet import ODD_TASK_TYPE, Fleet, periods
+from .reference import approx
 
 FILTER_CASES: dict[str, dict[str, Any]] = {
     "all": {},
@@ -66,7 +61,8 @@ def test_every_exported_span_is_stored_once(fleet: Fleet) -> None:
 def test_overview_counts_what_the_demo_fleet_counted(fleet: Fleet) -> None:
     """The fleet counts handled / failed / limit_exceeded itself, outside agentwatch."""
     totals = [
-        q.overview(fleet.store, Filters(service=s)) for s in ("support-fleet", "billing-fleet")
+        overview_queries.overview(fleet.store, Filters(service=s))
+        for s in ("support-fleet", "billing-fleet")
     ]
     assert sum(o.tasks for o in totals) == sum(fleet.outcomes.values()) == 240
     assert sum(o.failed for o in totals) == fleet.outcomes["failed"]
@@ -76,7 +72,7 @@ def test_overview_counts_what_the_demo_fleet_counted(fleet: Fleet) -> None:
 
 # --- overview -------------------------------------------------------------------------------------
 def test_overview_matches_the_raw_rows(fleet: Fleet, filters: Filters) -> None:
-    got = q.overview(fleet.store, filters)
+    got = overview_queries.overview(fleet.store, filters)
     want = ref.overview(fleet.spans, filters)
     assert got.tasks == want["tasks"]
     assert got.completed == want["completed"]
@@ -104,12 +100,14 @@ def test_overview_matches_the_raw_rows(fleet: Fleet, filters: Filters) -> None:
 
 def test_trend_compares_with_the_period_just_before(fleet: Fleet) -> None:
     current, previous = periods(fleet)
-    now, before = q.overview_with_trend(fleet.store, current)
-    assert before == q.overview(fleet.store, previous)
+    now, before = overview_queries.overview_with_trend(fleet.store, current)
+    assert before == overview_queries.overview(fleet.store, previous)
     assert before.tasks == 100  # batch A
     assert now.tasks == 100 + 40 + 6  # batches B and C, and the edge cases' six tasks
-    refund_now = q.overview(fleet.store, Filters(current.start, current.end, task_type="refund"))
-    refund_before = q.overview(
+    refund_now = overview_queries.overview(
+        fleet.store, Filters(current.start, current.end, task_type="refund")
+    )
+    refund_before = overview_queries.overview(
         fleet.store, Filters(previous.start, previous.end, task_type="refund")
     )
     assert refund_now.cost_per_task is not None
@@ -119,18 +117,18 @@ def test_trend_compares_with_the_period_just_before(fleet: Fleet) -> None:
 
 def test_an_empty_period_has_no_rates(fleet: Fleet) -> None:
     empty = Filters(start=datetime(2001, 1, 1, tzinfo=UTC), end=datetime(2001, 1, 2, tzinfo=UTC))
-    o = q.overview(fleet.store, empty)
+    o = overview_queries.overview(fleet.store, empty)
     assert (o.tasks, o.cost_usd, o.tool_calls) == (0, 0.0, 0)
     assert o.completion_rate is None
     assert o.tool_error_rate is None
     assert o.avg_iterations is None
     assert o.p50_latency_s is None
     assert o.p95_latency_s is None
-    summary = q.cost_summary(fleet.store, empty)
+    summary = cost_queries.cost_summary(fleet.store, empty)
     assert summary.cost_per_successful_task is None
     assert summary.top_share is None
-    assert q.completion_by_task_type(fleet.store, empty).rows == []
-    presence = q.data_presence(fleet.store, empty)
+    assert cost_queries.completion_by_task_type(fleet.store, empty).rows == []
+    presence = sidebar_queries.data_presence(fleet.store, empty)
     assert presence.spans_in_range == 0
     assert presence.spans_total == fleet.exported
 
@@ -139,7 +137,7 @@ def test_an_empty_period_has_no_rates(fleet: Fleet) -> None:
 def test_nested_agents_and_foreign_parents_make_one_task_each(fleet: Fleet) -> None:
     edge = {
         row["task_type"]: row
-        for row in q.trace_list(fleet.store, Filters(service="edge-cases")).dicts()
+        for row in trace_queries.trace_list(fleet.store, Filters(service="edge-cases")).dicts()
     }
     assert sorted(edge) == sorted(
         ["custom_model", "model_error", "refund", "triage", "validation", ODD_TASK_TYPE]
@@ -157,7 +155,9 @@ def test_nested_agents_and_foreign_parents_make_one_task_each(fleet: Fleet) -> N
 
 
 def test_error_categories_tell_model_tool_validation_and_limit_apart(fleet: Fleet) -> None:
-    edge = by_key(q.error_categories(fleet.store, Filters(service="edge-cases")), "category")
+    edge = by_key(
+        overview_queries.error_categories(fleet.store, Filters(service="edge-cases")), "category"
+    )
     assert edge["model"]["tasks"] == 1
     assert edge["model"]["error_spans"] == 1
     assert edge["validation"]["tasks"] == 1
@@ -167,29 +167,31 @@ def test_error_categories_tell_model_tool_validation_and_limit_apart(fleet: Flee
 
 
 def test_unpriced_model_calls_are_counted_not_free(fleet: Fleet) -> None:
-    summary = q.cost_summary(fleet.store, Filters(service="edge-cases"))
+    summary = cost_queries.cost_summary(fleet.store, Filters(service="edge-cases"))
     assert summary.unpriced_calls == 1
-    unpriced = q.unpriced_models(fleet.store, Filters())
+    unpriced = cost_queries.unpriced_models(fleet.store, Filters())
     assert [(r["model"], r["calls"]) for r in unpriced.dicts()] == [("my-finetune-x", 1)]
     want = [s for s in fleet.spans if s.model == "my-finetune-x"]
     assert unpriced.dicts()[0]["input_tokens"] == want[0].tokens[0]
 
 
 def test_spend_outside_agents_counts_in_totals_but_not_per_task_type(fleet: Fleet) -> None:
-    f = Filters(service="edge-cases")
+    filters = Filters(service="edge-cases")
     loose = [s for s in fleet.spans if s.service == "edge-cases" and s.cost > 0]
     total = sum(s.cost for s in loose)
-    agentless = {s.trace_id for s in loose} - set(ref.tasks(fleet.spans, f))
+    agentless = {s.trace_id for s in loose} - set(ref.tasks(fleet.spans, filters))
     assert len(agentless) == 1
-    assert q.overview(fleet.store, f).cost_usd == approx(total)
-    per_type = sum(r["cost_usd"] for r in q.cost_by_task_type(fleet.store, f).dicts())
+    assert overview_queries.overview(fleet.store, filters).cost_usd == approx(total)
+    per_type = sum(
+        r["cost_usd"] for r in cost_queries.cost_by_task_type(fleet.store, filters).dicts()
+    )
     outside = sum(s.cost for s in loose if s.trace_id in agentless)
     assert per_type == approx(total - outside)
 
 
 # --- by task type ---------------------------------------------------------------------------------
 def test_completion_and_cost_by_task_type(fleet: Fleet, filters: Filters) -> None:
-    got = by_key(q.completion_by_task_type(fleet.store, filters), "task_type")
+    got = by_key(cost_queries.completion_by_task_type(fleet.store, filters), "task_type")
     want = ref.by_task_type(fleet.spans, filters)
     assert set(got) == set(want)
     for task_type, w in want.items():
@@ -203,16 +205,16 @@ def test_completion_and_cost_by_task_type(fleet: Fleet, filters: Filters) -> Non
             assert g["cost_per_success"] == approx(w["cost_usd"] / w["completed"])
         else:
             assert g["cost_per_success"] is None
-    assert q.cost_by_task_type(fleet.store, filters) == q.completion_by_task_type(
+    assert cost_queries.cost_by_task_type(
         fleet.store, filters
-    )
+    ) == cost_queries.completion_by_task_type(fleet.store, filters)
 
 
 # --- decisions ------------------------------------------------------------------------------------
 def test_confidence_distribution(fleet: Fleet, filters: Filters) -> None:
     got = {
         (r["bucket"], r["decision_task_type"], r["task_outcome"]): r["decisions"]
-        for r in q.confidence_distribution(fleet.store, filters, bins=20).dicts()
+        for r in decision_queries.confidence_distribution(fleet.store, filters, bins=20).dicts()
     }
     want: dict[tuple[int, str, str], int] = {}
     for d, t in ref.decisions(fleet.spans, filters):
@@ -224,7 +226,7 @@ def test_confidence_distribution(fleet: Fleet, filters: Filters) -> None:
 
 @pytest.mark.parametrize("bins", [10, 100])
 def test_calibration_joins_feedback_by_trace(fleet: Fleet, filters: Filters, bins: int) -> None:
-    got = by_key(q.calibration(fleet.store, filters, bins=bins), "bucket")
+    got = by_key(decision_queries.calibration(fleet.store, filters, bins=bins), "bucket")
     want = ref.calibration(fleet.spans, filters, bins)
     assert set(got) == set(want)
     for b, w in want.items():
@@ -241,10 +243,12 @@ def test_calibration_joins_feedback_by_trace(fleet: Fleet, filters: Filters, bin
 
 @pytest.mark.parametrize("threshold", [0.0, 0.5, 0.6, 0.73, 0.85, 0.99, 1.0])
 def test_threshold_summary_matches_brute_force(fleet: Fleet, threshold: float) -> None:
-    f = Filters()
-    got = q.threshold_summary(q.threshold_explorer(fleet.store, f), threshold)
-    fb = ref.feedback(fleet.spans, f)
-    pairs = ref.decisions(fleet.spans, f)
+    filters = Filters()
+    got = decision_queries.threshold_summary(
+        decision_queries.threshold_explorer(fleet.store, filters), threshold
+    )
+    fb = ref.feedback(fleet.spans, filters)
+    pairs = ref.decisions(fleet.spans, filters)
     auto = [d for d, _ in pairs if ref.bucket(d.confidence or 0.0, 100) >= round(threshold * 100)]
     below = [d for d, _ in pairs if d not in auto]
     assert got.decisions == len(pairs)
@@ -258,7 +262,7 @@ def test_threshold_summary_matches_brute_force(fleet: Fleet, threshold: float) -
 
 # --- tools and errors -----------------------------------------------------------------------------
 def test_tool_usage(fleet: Fleet, filters: Filters) -> None:
-    got = by_key(q.tool_usage(fleet.store, filters), "tool")
+    got = by_key(overview_queries.tool_usage(fleet.store, filters), "tool")
     want = ref.tools(fleet.spans, filters)
     assert set(got) == set(want)
     for tool, w in want.items():
@@ -271,12 +275,15 @@ def test_tool_usage(fleet: Fleet, filters: Filters) -> None:
 
 
 def test_unused_tools(fleet: Fleet, filters: Filters) -> None:
-    got = {r["tool"]: list(r["agents"]) for r in q.unused_tools(fleet.store, filters).dicts()}
+    got = {
+        r["tool"]: list(r["agents"])
+        for r in overview_queries.unused_tools(fleet.store, filters).dicts()
+    }
     assert got == ref.unused_tools(fleet.spans, filters)
 
 
 def test_declared_tools_lists_every_tool_an_agent_declares(fleet: Fleet) -> None:
-    rows = q.declared_tools(fleet.store, Filters()).dicts()
+    rows = overview_queries.declared_tools(fleet.store, Filters()).dicts()
     assert [(r["tool"], list(r["agents"])) for r in rows] == [
         (tool, ["support"])
         for tool in sorted(("lookup_order", "search_kb", "issue_refund", "close_account"))
@@ -285,12 +292,12 @@ def test_declared_tools_lists_every_tool_an_agent_declares(fleet: Fleet) -> None
 
 def test_a_declared_tool_that_is_never_called_is_listed(fleet: Fleet) -> None:
     """The demo agent declares close_account and never calls it; its other tools are called."""
-    rows = q.unused_tools(fleet.store, Filters()).dicts()
+    rows = overview_queries.unused_tools(fleet.store, Filters()).dicts()
     assert [(r["tool"], list(r["agents"])) for r in rows] == [("close_account", ["support"])]
 
 
 def test_error_categories(fleet: Fleet, filters: Filters) -> None:
-    rows = q.error_categories(fleet.store, filters)
+    rows = overview_queries.error_categories(fleet.store, filters)
     assert [r["category"] for r in rows.dicts()] == ["model", "tool", "validation", "limit"]
     want = ref.error_categories(fleet.spans, filters)
     tasks = len(ref.tasks(fleet.spans, filters))
@@ -302,8 +309,8 @@ def test_error_categories(fleet: Fleet, filters: Filters) -> None:
 
 # --- cost -----------------------------------------------------------------------------------------
 def test_cost_over_time_by_model(fleet: Fleet, filters: Filters) -> None:
-    step = q.bucket_seconds(filters)
-    rows = q.cost_over_time_by_model(fleet.store, filters)
+    step = bucket_seconds(filters)
+    rows = cost_queries.cost_over_time_by_model(fleet.store, filters)
     want: dict[tuple[int, str], float] = {}
     for s in ref.task_filtered(fleet.spans, filters):
         if s.cost > 0:
@@ -314,7 +321,7 @@ def test_cost_over_time_by_model(fleet: Fleet, filters: Filters) -> None:
 
 
 def test_cost_over_time_by_task_type(fleet: Fleet, filters: Filters) -> None:
-    rows = q.cost_over_time_by_task_type(fleet.store, filters, bucket_s=60)
+    rows = cost_queries.cost_over_time_by_task_type(fleet.store, filters, bucket_s=60)
     want = ref.by_task_type(fleet.spans, filters)
     got: dict[str, float] = {}
     for r in rows.dicts():
@@ -325,16 +332,16 @@ def test_cost_over_time_by_task_type(fleet: Fleet, filters: Filters) -> None:
 
 def test_bucket_seconds_gives_about_sixty_round_buckets() -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    assert q.bucket_seconds(Filters.last(timedelta(minutes=15), now=now)) == 30
-    assert q.bucket_seconds(Filters.last(timedelta(hours=1), now=now)) == 60
-    assert q.bucket_seconds(Filters.last(timedelta(days=1), now=now)) == 1800
-    assert q.bucket_seconds(Filters.last(timedelta(days=30), now=now)) == 43200
-    assert q.bucket_seconds(Filters.last(timedelta(days=365), now=now)) == 7 * 86400
-    assert q.bucket_seconds(Filters()) == 86400
+    assert bucket_seconds(Filters.last(timedelta(minutes=15), now=now)) == 30
+    assert bucket_seconds(Filters.last(timedelta(hours=1), now=now)) == 60
+    assert bucket_seconds(Filters.last(timedelta(days=1), now=now)) == 1800
+    assert bucket_seconds(Filters.last(timedelta(days=30), now=now)) == 43200
+    assert bucket_seconds(Filters.last(timedelta(days=365), now=now)) == 7 * 86400
+    assert bucket_seconds(Filters()) == 86400
 
 
 def test_cost_summary(fleet: Fleet, filters: Filters) -> None:
-    got = q.cost_summary(fleet.store, filters)
+    got = cost_queries.cost_summary(fleet.store, filters)
     want_tasks = ref.tasks(fleet.spans, filters)
     scoped = ref.task_filtered(fleet.spans, filters)
     costs = ref.trace_costs(scoped, filters)
@@ -355,7 +362,7 @@ def test_cost_summary(fleet: Fleet, filters: Filters) -> None:
 
 
 def test_most_expensive_traces(fleet: Fleet, filters: Filters) -> None:
-    rows = q.most_expensive_traces(fleet.store, filters, limit=7).dicts()
+    rows = cost_queries.most_expensive_traces(fleet.store, filters, limit=7).dicts()
     costs = ref.trace_costs(fleet.spans, filters)
     ts = ref.tasks(fleet.spans, filters)
     ranked = sorted(((c, t) for t, c in costs.items() if t in ts), key=lambda x: (-x[0], x[1]))
@@ -382,9 +389,9 @@ TRACE_FILTER_CASES = {
 @pytest.mark.parametrize("case", TRACE_FILTER_CASES)
 def test_trace_list(fleet: Fleet, case: str) -> None:
     tf = TRACE_FILTER_CASES[case]
-    f = Filters()
-    rows = q.trace_list(fleet.store, f, tf, limit=50).dicts()
-    ts = ref.tasks(fleet.spans, f)
+    filters = Filters()
+    rows = trace_queries.trace_list(fleet.store, filters, tf, limit=50).dicts()
+    ts = ref.tasks(fleet.spans, filters)
     per_trace: dict[str, list[ref.Span]] = {}
     for s in fleet.spans:
         per_trace.setdefault(s.trace_id, []).append(s)
@@ -408,21 +415,23 @@ def test_trace_list(fleet: Fleet, case: str) -> None:
 
 
 def test_trace_spans_returns_the_whole_trace(fleet: Fleet) -> None:
-    edge = q.trace_list(fleet.store, Filters(service="edge-cases", task_type="triage")).dicts()
+    edge = trace_queries.trace_list(
+        fleet.store, Filters(service="edge-cases", task_type="triage")
+    ).dicts()
     trace_id = edge[0]["trace_id"]
-    spans = q.trace_spans(fleet.store, trace_id).dicts()
+    spans = trace_queries.trace_spans(fleet.store, trace_id).dicts()
     want = sorted((s for s in fleet.spans if s.trace_id == trace_id), key=lambda s: s.ts)
     assert [s["span_id"] for s in spans] == [s.span_id for s in want]
     assert [s["operation"] for s in spans] == ["invoke_agent", "chat", "invoke_agent", "chat"]
     assert spans[2]["parent_span_id"] == spans[0]["span_id"]
-    narrowed = q.trace_spans(fleet.store, trace_id, fleet.started, fleet.finished)
+    narrowed = trace_queries.trace_spans(fleet.store, trace_id, fleet.started, fleet.finished)
     assert narrowed.dicts() == spans
-    assert q.trace_spans(fleet.store, "0" * 32).rows == []
+    assert trace_queries.trace_spans(fleet.store, "0" * 32).rows == []
 
 
 # --- sidebar, empty states, parameters ------------------------------------------------------------
 def test_filter_options(fleet: Fleet) -> None:
-    options = q.filter_options(fleet.store, Filters())
+    options = sidebar_queries.filter_options(fleet.store, Filters())
     assert options.services == ["billing-fleet", "edge-cases", "support-fleet"]
     assert options.environments == ["prod", "staging"]
     assert options.agents == ["edge", "router", "support", "worker"]
@@ -432,7 +441,7 @@ def test_filter_options(fleet: Fleet) -> None:
 
 
 def test_data_presence(fleet: Fleet) -> None:
-    presence = q.data_presence(fleet.store, periods(fleet)[0])
+    presence = sidebar_queries.data_presence(fleet.store, periods(fleet)[0])
     assert presence.spans_total == fleet.exported
     assert presence.spans_in_range == sum(1 for s in fleet.spans if s.ts >= ref.ns(fleet.middle))
     newest = max(s.ts for s in fleet.spans)
@@ -441,14 +450,14 @@ def test_data_presence(fleet: Fleet) -> None:
 
 
 def test_values_that_need_escaping_match_exactly(fleet: Fleet) -> None:
-    got = q.overview(fleet.store, Filters(task_type=ODD_TASK_TYPE))
+    got = overview_queries.overview(fleet.store, Filters(task_type=ODD_TASK_TYPE))
     assert got.tasks == 1
     assert [
-        r["task_type"] for r in q.completion_by_task_type(fleet.store, Filters()).dicts()
+        r["task_type"] for r in cost_queries.completion_by_task_type(fleet.store, Filters()).dicts()
     ].count(ODD_TASK_TYPE) == 1
     server = ServerStore(fleet.query_url)
     try:
-        assert q.overview(server, Filters(task_type=ODD_TASK_TYPE)).tasks == 1
+        assert overview_queries.overview(server, Filters(task_type=ODD_TASK_TYPE)).tasks == 1
     finally:
         server.close()
 
@@ -465,8 +474,10 @@ def test_values_that_need_escaping_match_exactly(fleet: Fleet) -> None:
 def test_filter_values_are_bound_not_spliced(fleet: Fleet, value: str) -> None:
     for field in ("task_type", "agent", "service", "environment"):
         values: dict[str, Any] = {field: value}
-        assert q.overview(fleet.store, Filters(**values)).tasks == 0
-    rows = q.trace_list(fleet.store, Filters(), TraceFilters(outcome=value, model=value))
+        assert overview_queries.overview(fleet.store, Filters(**values)).tasks == 0
+    rows = trace_queries.trace_list(
+        fleet.store, Filters(), TraceFilters(outcome=value, model=value)
+    )
     assert rows.rows == []
     assert fleet.store.query("SELECT count() FROM agentwatch.otel_traces").scalar() > 0
 
@@ -483,9 +494,9 @@ def test_filters_reject_naive_datetimes_and_empty_ranges() -> None:
 
 def test_query_sizes_are_bounded(fleet: Fleet) -> None:
     with pytest.raises(ValueError, match="bins"):
-        q.calibration(fleet.store, Filters(), bins=0)
+        decision_queries.calibration(fleet.store, Filters(), bins=0)
     with pytest.raises(ValueError, match="limit"):
-        q.trace_list(fleet.store, Filters(), limit=100_000)
+        trace_queries.trace_list(fleet.store, Filters(), limit=100_000)
 
 
 # --- ranges that cut through hours ----------------------------------------------------------------
@@ -562,7 +573,7 @@ def edge(shifted: Shifted, request: pytest.FixtureRequest) -> Filters:
 
 def test_hour_edges_error_categories(shifted: Shifted, edge: Filters) -> None:
     want = ref.error_categories(shifted.spans, edge)
-    got = by_key(q.error_categories(shifted.store, edge), "category")
+    got = by_key(overview_queries.error_categories(shifted.store, edge), "category")
     assert {c: (r["tasks"], r["error_spans"]) for c, r in got.items()} == {
         c: (w["tasks"], w["error_spans"]) for c, w in want.items()
     }
@@ -572,7 +583,7 @@ def test_hour_edges_error_categories(shifted: Shifted, edge: Filters) -> None:
 def test_hour_edges_confidence_distribution(shifted: Shifted, edge: Filters) -> None:
     got = {
         (r["bucket"], r["decision_task_type"], r["task_outcome"]): r["decisions"]
-        for r in q.confidence_distribution(shifted.store, edge, bins=20).dicts()
+        for r in decision_queries.confidence_distribution(shifted.store, edge, bins=20).dicts()
     }
     want: dict[tuple[int, str, str], int] = {}
     for d, t in ref.decisions(shifted.spans, edge):
@@ -583,7 +594,7 @@ def test_hour_edges_confidence_distribution(shifted: Shifted, edge: Filters) -> 
 
 
 def test_hour_edges_cost_summary(shifted: Shifted, edge: Filters) -> None:
-    got = q.cost_summary(shifted.store, edge)
+    got = cost_queries.cost_summary(shifted.store, edge)
     tasks = ref.tasks(shifted.spans, edge)
     costs = ref.trace_costs(shifted.spans, edge)
     top_n = math.ceil(len(tasks) * 0.05)
@@ -598,12 +609,12 @@ def test_hour_edges_cost_summary(shifted: Shifted, edge: Filters) -> None:
 def test_hour_edges_spend_by_task_type(shifted: Shifted, edge: Filters) -> None:
     want = ref.spend_by_task_type(shifted.spans, edge)
     with_tasks = {t.task_type for t in ref.tasks(shifted.spans, edge).values()}
-    got = by_key(q.completion_by_task_type(shifted.store, edge), "task_type")
+    got = by_key(cost_queries.completion_by_task_type(shifted.store, edge), "task_type")
     assert {k: r["cost_usd"] for k, r in got.items()} == {
         k: approx(want.get(k, 0.0)) for k in with_tasks
     }
     over_time: dict[str, float] = {}
-    for r in q.cost_over_time_by_task_type(shifted.store, edge, bucket_s=600).dicts():
+    for r in cost_queries.cost_over_time_by_task_type(shifted.store, edge, bucket_s=600).dicts():
         over_time[r["task_type"]] = over_time.get(r["task_type"], 0.0) + r["cost_usd"]
     assert over_time == {k: approx(v) for k, v in want.items()}
 
@@ -615,8 +626,12 @@ def test_whole_hours_are_read_from_the_trace_facts(fleet: Fleet) -> None:
     fleet.store.command(f"TRUNCATE TABLE {FACTS_ONLY_DB}.otel_traces")
     store = ServerStore(fleet.url_for(FACTS_ONLY_DB))
     try:
-        whole = q.error_categories(store, Filters(start=hour - HOUR, end=hour + HOUR))
-        partial = q.error_categories(store, Filters(start=hour - HOUR / 2, end=hour + HOUR / 2))
+        whole = overview_queries.error_categories(
+            store, Filters(start=hour - HOUR, end=hour + HOUR)
+        )
+        partial = overview_queries.error_categories(
+            store, Filters(start=hour - HOUR / 2, end=hour + HOUR / 2)
+        )
     finally:
         store.close()
     assert by_key(whole, "category")["limit"]["tasks"] == fleet.outcomes["limit_exceeded"]
@@ -644,22 +659,22 @@ def _same(a: Any, b: Any) -> None:
 
 
 QUERIES = [
-    q.overview,
-    q.completion_by_task_type,
-    q.confidence_distribution,
-    q.calibration,
-    q.tool_usage,
-    q.unused_tools,
-    q.declared_tools,
-    q.error_categories,
-    q.cost_over_time_by_model,
-    q.cost_over_time_by_task_type,
-    q.cost_summary,
-    q.unpriced_models,
-    q.most_expensive_traces,
-    q.trace_list,
-    q.filter_options,
-    q.data_presence,
+    overview_queries.overview,
+    cost_queries.completion_by_task_type,
+    decision_queries.confidence_distribution,
+    decision_queries.calibration,
+    overview_queries.tool_usage,
+    overview_queries.unused_tools,
+    overview_queries.declared_tools,
+    overview_queries.error_categories,
+    cost_queries.cost_over_time_by_model,
+    cost_queries.cost_over_time_by_task_type,
+    cost_queries.cost_summary,
+    cost_queries.unpriced_models,
+    cost_queries.most_expensive_traces,
+    trace_queries.trace_list,
+    sidebar_queries.filter_options,
+    sidebar_queries.data_presence,
 ]
 
 
@@ -667,15 +682,18 @@ def test_every_query_reads_the_same_through_clickhouse_connect(fleet: Fleet) -> 
     server = ServerStore(fleet.query_url)
     try:
         odd = Filters(task_type=ODD_TASK_TYPE)
-        for f in (
+        for filters in (
             Filters(),
             Filters(task_type="refund", environment="prod"),
             periods(fleet)[0],
             odd,
         ):
             for query in QUERIES:
-                _same(query(fleet.store, f), query(server, f))
-        trace_id = q.trace_list(server, Filters()).dicts()[0]["trace_id"]
-        _same(q.trace_spans(fleet.store, trace_id), q.trace_spans(server, trace_id))
+                _same(query(fleet.store, filters), query(server, filters))
+        trace_id = trace_queries.trace_list(server, Filters()).dicts()[0]["trace_id"]
+        _same(
+            trace_queries.trace_spans(fleet.store, trace_id),
+            trace_queries.trace_spans(server, trace_id),
+        )
     finally:
         server.close()
