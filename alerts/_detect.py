@@ -7,8 +7,8 @@ testable on synthetic series and reusable in benchmarks.
 - ``robust_baseline``: median and MAD of earlier windows, the MAD scaled to a standard deviation
   (x1.4826) and floored, so a flat series does not alarm on a tiny wobble.
 - ``is_anomalous``: is the current window far from that baseline (robust z over a threshold),
-  with enough volume to judge? The ``Decision`` carries the numbers to say what moved, by how
-  much, against what baseline.
+  with enough volume to judge? The ``AnomalyDecision`` carries the numbers to say what moved, by
+  how much, against what baseline.
 - ``step``: firing / resolved transitions from evaluation results and the previous states, with
   de-duplication (one incident, one notification) and a cooldown between notifications.
 """
@@ -23,7 +23,7 @@ from typing import Final, Literal, Protocol
 
 MAD_TO_SIGMA: Final = 1.4826  # MAD x this estimates the standard deviation of normal noise
 Direction = Literal["up", "down", "both"]
-DecisionStatus = Literal["anomalous", "normal", "low_volume", "insufficient_history"]
+AnomalyStatus = Literal["anomalous", "normal", "low_volume", "insufficient_history"]
 
 
 # --- baselines and anomaly decisions ----------------------------------------------------------
@@ -101,11 +101,11 @@ def normal_tail(z: float) -> float:
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
+class AnomalyDecision:
     """Whether a window is anomalous, and the numbers behind the answer."""
 
     anomalous: bool
-    status: DecisionStatus
+    status: AnomalyStatus
     current: float
     volume: int
     baseline: float | None = None
@@ -178,7 +178,7 @@ def is_anomalous(
     relative_floor: float = 0.15,
     min_delta: float = 0.0,
     min_history: int = 3,
-) -> Decision:
+) -> AnomalyDecision:
     """Judge ``current`` against the robust baseline of ``history`` (oldest first).
 
     Windows under ``min_volume`` are neither judged nor learnt from. A window is anomalous
@@ -189,10 +189,10 @@ def is_anomalous(
     is under a normal one.
     """
     if current.volume < min_volume:
-        return Decision(False, "low_volume", current.value, current.volume)
+        return AnomalyDecision(False, "low_volume", current.value, current.volume)
     usable = [w.value for w in history if w.volume >= min_volume]
     if len(usable) < min_history:
-        return Decision(
+        return AnomalyDecision(
             False,
             "insufficient_history",
             current.value,
@@ -221,7 +221,7 @@ def is_anomalous(
         moved = abs(score) > threshold and abs(change) >= min_delta
     if p_value is not None:
         moved = moved and p_value < normal_tail(threshold)
-    return Decision(
+    return AnomalyDecision(
         anomalous=moved,
         status="anomalous" if moved else "normal",
         current=current.value,
@@ -251,7 +251,7 @@ _OPS: Final = {
 }
 
 
-def anomaly_finding(decision: Decision, metric: str) -> Finding:
+def anomaly_finding(decision: AnomalyDecision, metric: str) -> Finding:
     return Finding(decision.anomalous if decision.judged else None, decision.summary(metric))
 
 

@@ -1,10 +1,11 @@
 """The alert evaluator: rules over stored spans, to firing/resolved incidents and notifications.
 
-Each pass, for every rule (``_alert_rules``), the evaluator runs one query in
+Each pass, for every rule (``_rules``), the evaluator runs one query in
 ``storage/_alert_queries`` that returns every group's current window and baseline windows at
-once, turns each group into a verdict with the pure detectors of ``_detect`` (robust baseline,
-thresholds, budgets, silence, probe streaks), and feeds the verdicts to ``_detect.step``, the
-state machine that de-duplicates (one incident, one notification) and applies cooldowns.
+once, hands the rows to the pure judging of ``_judge`` (the detectors of ``_detect``: robust
+baseline, thresholds, budgets, silence, probe streaks), and feeds the verdicts to
+``_detect.step``, the state machine that de-duplicates (one incident, one notification) and
+applies cooldowns.
 Transitions are appended to the alerts table and queued for the notifiers; neither a storage
 error in one rule nor a failing notifier stops the pass.
 
@@ -19,7 +20,8 @@ pass reads only the new window.
 Where it runs:
 
 - ``agentwatch up`` (embedded chDB): inside the collector process, on the store it owns, in a
-  background thread (``AlertService``); alerts are recorded and printed.
+  background thread (``AlertService``); alerts are recorded and printed. The commands' wiring
+  is ``app/_alerts_cli.py``.
 - ``agentwatch alerts --clickhouse-url URL``: against a ClickHouse server, recording alerts in
   the same table. Run one evaluator per store: two would notify twice.
 - ``agentwatch alerts --clickhouse-url http://127.0.0.1:8123``: against the embedded
@@ -36,8 +38,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import Any, Final
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -47,24 +48,20 @@ from agentwatch.alerts._detect import (
     Observation,
     Policy,
     Transition,
-    Window,
-    anomaly_finding,
-    budget_finding,
-    health_finding,
-    is_anomalous,
-    silence_finding,
     step,
-    threshold_finding,
 )
-from agentwatch.alerts._notify import (
-    Alert,
-    ConsoleNotifier,
-    Dispatcher,
-    Notifier,
-    RetryPolicy,
-    SlackNotifier,
-    WebhookNotifier,
+from agentwatch.alerts._judge import (
+    RuleVerdict,
+    TaskWindows,
+    group_value,
+    judge_anomaly,
+    judge_budget,
+    judge_health,
+    judge_silence,
+    judge_threshold,
+    with_vanished,
 )
+from agentwatch.alerts._notify import Alert, Dispatcher
 from agentwatch.alerts._rules import (
     AnomalyRule,
     DailyBudgetRule,
@@ -74,16 +71,10 @@ from agentwatch.alerts._rules import (
     ThresholdRule,
     Where,
     default_rules,
-    load_rules,
 )
-from agentwatch.storage import _alert_queries as q
-from agentwatch.storage._store import (
-    EmbeddedStore,
-    ServerStore,
-    StorageError,
-    Store,
-    apply_migrations,
-)
+from agentwatch.storage import _alert_queries as alert_queries
+from agentwatch.storage._scope import epoch_ns
+from agentwatch.storage._store import Store
 
 logger = logging.getLogger("agentwatch.alerts")
 
@@ -107,29 +98,12 @@ class EvaluatorSettings:
     """Append transitions to the alerts table (False on a read-only store)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """One rule's finding for one group in one pass, with the numbers behind it."""
-
-    rule: str
-    group: str
-    breaching: bool | None
-    summary: str
-    metric: str = ""
-    value: float | None = None
-    baseline: float | None = None
-    score: float | None = None
-    volume: int | None = None
-    trace_ids: tuple[str, ...] = ()
-    """Set by the rule kinds that know their traces without another query (probes)."""
-
-
 @dataclass
 class EvaluationPass:
     """What one ``evaluate`` did."""
 
     at: datetime
-    verdicts: list[Verdict] = field(default_factory=list)
+    verdicts: list[RuleVerdict] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     """Incidents that fired or resolved in this pass (notified or not)."""
     errors: dict[str, str] = field(default_factory=dict)
@@ -140,28 +114,14 @@ class EvaluationPass:
     seconds: float = 0.0
 
 
-def _scope(where: Where) -> q.Scope:
-    return q.Scope(
+def _scope(where: Where) -> alert_queries.Scope:
+    return alert_queries.Scope(
         service=where.service or "",
         agent=where.agent or "",
         task_type=where.task_type or "",
         model=where.model or "",
         environment=where.environment or "",
     )
-
-
-def _group_key(group_by: str, value: str) -> str:
-    return "" if group_by == "none" else f"{group_by}={value}"
-
-
-def _group_value(key: str) -> str:
-    return key.partition("=")[2]
-
-
-def _ns(moment: datetime) -> int:
-    if moment.tzinfo is None:
-        raise ValueError("the evaluator needs timezone-aware datetimes (e.g. datetime.now(UTC))")
-    return round(moment.timestamp() * 1e6) * 1000
 
 
 def _ms(seconds: float) -> int:
@@ -172,26 +132,6 @@ def incident_id(rule: str, group: str, fired_at_s: float) -> str:
     """Stable id of an incident: the same in its fired and resolved messages and rows."""
     digest = hashlib.sha256(f"{rule}\x1f{group}\x1f{_ms(fired_at_s)}".encode())
     return digest.hexdigest()[:20]
-
-
-def metric_window(metric: str, row: Mapping[str, Any]) -> Window:
-    """The value of ``metric`` in one row of ``task_windows``, and its volume (tasks)."""
-    tasks = int(row["tasks"])
-    if metric == "cost":
-        value = float(row["cost_usd"])
-    elif metric == "cost_per_task":
-        value = float(row["cost_usd"]) / tasks if tasks else 0.0
-    elif metric == "error_rate":
-        value = int(row["failed"]) / tasks if tasks else 0.0
-    elif metric == "escalation_rate":
-        value = int(row["escalated"]) / tasks if tasks else 0.0
-    elif metric == "latency_p95":
-        value = float(row["p95_latency_ms"])
-    elif metric == "tokens":
-        value = float(row["tokens"])
-    else:
-        raise ValueError(f"unknown metric {metric!r}")
-    return Window(value, tasks)
 
 
 def rule_interval_s(rule: Rule) -> int:
@@ -226,7 +166,9 @@ class Evaluator:
         self._restored = not settings.record
         self._lock = threading.Lock()
         # (window_s, group_by, scope) -> window end (ns) -> that window's task_windows rows.
-        self._windows: dict[tuple[int, str, q.Scope], dict[int, list[dict[str, Any]]]] = {}
+        self._windows: dict[
+            tuple[int, str, alert_queries.Scope], dict[int, list[dict[str, Any]]]
+        ] = {}
 
     # -- scheduling
     def _window_end(self, now: datetime, window_s: int) -> int:
@@ -243,7 +185,7 @@ class Evaluator:
             if self._last_window.get(rule.name) != self._window_end(now, rule.window_s):
                 return 0.0
             next_end = self._window_end(now, rule.window_s) + rule.window_s * _NS
-            return (next_end + self.settings.settle_s * _NS - _ns(now)) / _NS
+            return (next_end + self.settings.settle_s * _NS - epoch_ns(now)) / _NS
         if rule.name not in self._last_run:
             return 0.0
         return self._last_run[rule.name] + rule_interval_s(rule) - now.timestamp()
@@ -281,43 +223,39 @@ class Evaluator:
                 finally:
                     result.rule_seconds[rule.name] = time.perf_counter() - rule_started
                 result.evaluated.append(rule.name)
-                result.verdicts.extend(self._with_vanished(rule, verdicts))
+                result.verdicts.extend(with_vanished(rule, verdicts, self.states))
             self._transition(result, now)
             result.seconds = time.perf_counter() - started
             return result
 
-    def _with_vanished(self, rule: Rule, verdicts: list[Verdict]) -> list[Verdict]:
-        """A firing group of a windowed or budget rule with no data at all any more (its
-        traffic stopped, a new day began) is observed as clear, so it can resolve. Silence and
-        probe alerts keep their state: no data is what they fire on."""
-        if isinstance(rule, NoDataRule | HealthFailureRule):
-            return verdicts
-        seen = {v.group for v in verdicts}
-        metric = rule.metric if isinstance(rule, AnomalyRule | ThresholdRule) else "spend_today"
-        for key, state in self.states.items():
-            if key.rule == rule.name and state.status == "firing" and key.group not in seen:
-                verdicts.append(
-                    Verdict(rule.name, key.group, False, "no data in the window", metric=metric)
-                )
-        return verdicts
-
     def _end_ns(self, now: datetime) -> int:
-        return _ns(now) - round(self.settings.settle_s * _NS)
+        return epoch_ns(now) - round(self.settings.settle_s * _NS)
 
-    def _verdicts(self, rule: Rule, now: datetime) -> list[Verdict]:
+    def _verdicts(self, rule: Rule, now: datetime) -> list[RuleVerdict]:
+        """Query what ``rule`` needs at ``now``, and judge it."""
         if isinstance(rule, AnomalyRule):
-            return self._anomaly(rule, now)
+            windows = rule.baseline_windows + 1
+            by_group = self._task_windows(now, rule.window_s, windows, rule.group_by, rule.where)
+            return judge_anomaly(rule, by_group)
         if isinstance(rule, ThresholdRule):
-            return self._threshold(rule, now)
+            by_group = self._task_windows(now, rule.window_s, 1, rule.group_by, rule.where)
+            return judge_threshold(rule, by_group)
         if isinstance(rule, DailyBudgetRule):
-            return self._budget(rule, now)
+            return judge_budget(rule, self._spend(rule, now))
         if isinstance(rule, NoDataRule):
-            return self._silence(rule, now)
-        return self._health(rule, now)
+            return judge_silence(rule, self._activity(rule, now))
+        return judge_health(
+            rule, self._health_runs(rule, now), trace_links=self.settings.trace_links
+        )
 
     def _task_windows(
-        self, now: datetime, window_s: int, windows: int, group_by: q.TaskGroup, where: Where
-    ) -> dict[str, dict[int, dict[str, Any]]]:
+        self,
+        now: datetime,
+        window_s: int,
+        windows: int,
+        group_by: alert_queries.TaskGroup,
+        where: Where,
+    ) -> TaskWindows:
         """``task_windows`` rows by group and window (0 = the latest complete window).
 
         A complete window does not change (spans later than ``settle_s`` aside), so each one
@@ -333,7 +271,7 @@ class Evaluator:
         if missing:
             newest = max(missing)
             count = (newest - min(missing)) // window_ns + 1
-            rows = q.task_windows(
+            rows = alert_queries.task_windows(
                 self.store,
                 end_ns=newest,
                 window_s=window_s,
@@ -356,7 +294,9 @@ class Evaluator:
                 grouped.setdefault(str(row["group_key"]), {})[k] = row
         return grouped
 
-    def _history_needed(self, window_s: int, group_by: str, scope: q.Scope) -> list[int]:
+    def _history_needed(
+        self, window_s: int, group_by: str, scope: alert_queries.Scope
+    ) -> list[int]:
         """Windows the rules sharing this query shape need (the most is kept)."""
         needed = [1]
         for rule in self.rules:
@@ -369,166 +309,39 @@ class Evaluator:
                 needed.append(rule.baseline_windows + 1 if isinstance(rule, AnomalyRule) else 1)
         return needed
 
-    def _anomaly(self, rule: AnomalyRule, now: datetime) -> list[Verdict]:
-        by_group = self._task_windows(
-            now, rule.window_s, rule.baseline_windows + 1, rule.group_by, rule.where
-        )
-        verdicts = []
-        for group, windows in by_group.items():
-            empty = Window(0.0, 0)
-            current = metric_window(rule.metric, windows[0]) if 0 in windows else empty
-            history = [
-                metric_window(rule.metric, windows[k]) if k in windows else empty
-                for k in range(rule.baseline_windows, 0, -1)
-            ]
-            decision = is_anomalous(
-                current,
-                history,
-                min_volume=rule.min_volume,
-                threshold=rule.threshold,
-                direction=rule.direction,
-                proportion=rule.proportion,
-                relative_floor=rule.relative_floor,
-                min_delta=rule.min_delta,
-            )
-            finding = anomaly_finding(decision, rule.metric)
-            verdicts.append(
-                Verdict(
-                    rule.name,
-                    _group_key(rule.group_by, group),
-                    finding.breaching,
-                    finding.summary,
-                    metric=rule.metric,
-                    value=decision.current,
-                    baseline=decision.baseline,
-                    score=decision.score,
-                    volume=decision.volume,
-                )
-            )
-        return verdicts
-
-    def _threshold(self, rule: ThresholdRule, now: datetime) -> list[Verdict]:
-        by_group = self._task_windows(now, rule.window_s, 1, rule.group_by, rule.where)
-        verdicts = []
-        for group, windows in by_group.items():
-            if 0 not in windows:
-                continue
-            current = metric_window(rule.metric, windows[0])
-            finding = threshold_finding(
-                rule.metric, current, rule.op, rule.value, min_volume=rule.min_volume
-            )
-            verdicts.append(
-                Verdict(
-                    rule.name,
-                    _group_key(rule.group_by, group),
-                    finding.breaching,
-                    finding.summary,
-                    metric=rule.metric,
-                    value=current.value,
-                    baseline=rule.value,
-                    volume=current.volume,
-                )
-            )
-        return verdicts
-
     def _budget_start(self, rule: DailyBudgetRule, now: datetime) -> datetime:
         local = now.astimezone(ZoneInfo(rule.timezone))
         return local.replace(hour=0, minute=0, second=0, microsecond=0)
 
-    def _budget(self, rule: DailyBudgetRule, now: datetime) -> list[Verdict]:
-        rows = q.spend(
+    def _spend(self, rule: DailyBudgetRule, now: datetime) -> list[dict[str, Any]]:
+        return alert_queries.spend(
             self.store,
-            start_ns=_ns(self._budget_start(rule, now)),
-            end_ns=_ns(now),
+            start_ns=epoch_ns(self._budget_start(rule, now)),
+            end_ns=epoch_ns(now),
             group_by=rule.group_by,
             scope=_scope(rule.where),
-        )
-        verdicts = []
-        for row in rows.dicts():
-            spent = float(row["cost_usd"] or 0.0)
-            finding = budget_finding(spent, rule.budget_usd)
-            verdicts.append(
-                Verdict(
-                    rule.name,
-                    _group_key(rule.group_by, str(row["group_key"])),
-                    finding.breaching,
-                    finding.summary,
-                    metric="spend_today",
-                    value=spent,
-                    baseline=rule.budget_usd,
-                )
-            )
-        return verdicts
+        ).dicts()
 
-    def _silence(self, rule: NoDataRule, now: datetime) -> list[Verdict]:
-        rows = q.span_activity(
+    def _activity(self, rule: NoDataRule, now: datetime) -> list[dict[str, Any]]:
+        return alert_queries.span_activity(
             self.store,
             end_ns=self._end_ns(now),
             window_s=rule.silence_s,
             windows=rule.baseline_windows + 1,
             group_by=rule.group_by,
             scope=_scope(rule.where),
-        )
-        verdicts = []
-        for row in rows.dicts():
-            spans = int(row["current_spans"])
-            finding = silence_finding(
-                spans,
-                int(row["active_windows"]),
-                baseline_windows=rule.baseline_windows,
-                min_active_windows=rule.min_active_windows,
-            )
-            summary = finding.summary
-            if spans == 0:
-                last = datetime.fromtimestamp(int(row["last_seen_ns"]) / _NS, UTC)
-                summary += f"; last span at {last.isoformat(timespec='seconds')}"
-            verdicts.append(
-                Verdict(
-                    rule.name,
-                    _group_key(rule.group_by, str(row["group_key"])),
-                    finding.breaching,
-                    summary,
-                    metric="spans",
-                    value=float(spans),
-                    volume=spans,
-                )
-            )
-        return verdicts
+        ).dicts()
 
-    def _health(self, rule: HealthFailureRule, now: datetime) -> list[Verdict]:
-        end_ns = _ns(now)
-        rows = q.health_runs(
+    def _health_runs(self, rule: HealthFailureRule, now: datetime) -> list[dict[str, Any]]:
+        end_ns = epoch_ns(now)
+        return alert_queries.health_runs(
             self.store,
             start_ns=end_ns - self.settings.health_lookback_s * _NS,
             end_ns=end_ns,
             runs=rule.consecutive_failures,
             check=rule.check or "",
             scope=_scope(rule.where),
-        )
-        verdicts = []
-        for row in rows.dicts():
-            passed = [bool(p) for p in row["passed"]]  # newest first
-            finding = health_finding(
-                list(reversed(passed)), consecutive_failures=rule.consecutive_failures
-            )
-            summary = finding.summary
-            if passed and not passed[0]:
-                expectation, reason = row["failed_expectations"][0], row["reasons"][0]
-                if expectation or reason:
-                    summary += f": {expectation}" + (f" ({reason})" if reason else "")
-            failing = tuple(t for t, p in zip(row["trace_ids"], passed, strict=True) if not p)
-            verdicts.append(
-                Verdict(
-                    rule.name,
-                    f"check={row['check']}",
-                    finding.breaching,
-                    summary,
-                    metric="health",
-                    value=float(passed[0]) if passed else None,
-                    trace_ids=failing[: self.settings.trace_links],
-                )
-            )
-        return verdicts
+        ).dicts()
 
     # -- transitions, traces, records
     def _transition(self, result: EvaluationPass, now: datetime) -> None:
@@ -549,7 +362,7 @@ class Evaluator:
             result.alerts.append(self._alert(rule, transition, verdict, trace_ids))
         if result.alerts and self.settings.record:
             try:
-                q.record_alerts(self.store, [_row(a) for a in result.alerts])
+                alert_queries.record_alerts(self.store, [_row(a) for a in result.alerts])
             except Exception as exc:  # notifications still go out
                 logger.exception("recording %d alert state changes failed", len(result.alerts))
                 result.errors["record"] = str(exc) or type(exc).__name__
@@ -559,15 +372,15 @@ class Evaluator:
                     self.dispatcher.submit(alert)
 
     def _traces(
-        self, rule: Rule, verdict: Verdict, now: datetime, result: EvaluationPass
+        self, rule: Rule, verdict: RuleVerdict, now: datetime, result: EvaluationPass
     ) -> tuple[str, ...]:
         """A few traces that show what the alert is about; none when that query fails."""
         limit = self.settings.trace_links
-        group = _group_value(verdict.group)
+        group = group_value(verdict.group)
         try:
             if isinstance(rule, AnomalyRule | ThresholdRule):
                 end_ns = self._window_end(now, rule.window_s)
-                found = q.offending_traces(
+                found = alert_queries.offending_traces(
                     self.store,
                     metric=rule.metric,
                     start_ns=end_ns - rule.window_s * _NS,
@@ -578,11 +391,11 @@ class Evaluator:
                     limit=limit,
                 )
             elif isinstance(rule, DailyBudgetRule):
-                found = q.offending_traces(
+                found = alert_queries.offending_traces(
                     self.store,
                     metric="cost",
-                    start_ns=_ns(self._budget_start(rule, now)),
-                    end_ns=_ns(now),
+                    start_ns=epoch_ns(self._budget_start(rule, now)),
+                    end_ns=epoch_ns(now),
                     group_by=rule.group_by,
                     group=group,
                     scope=_scope(rule.where),
@@ -590,7 +403,7 @@ class Evaluator:
                 )
             elif isinstance(rule, NoDataRule):
                 end_ns = self._end_ns(now)
-                found = q.latest_traces(
+                found = alert_queries.latest_traces(
                     self.store,
                     start_ns=end_ns - (rule.baseline_windows + 1) * rule.silence_s * _NS,
                     end_ns=end_ns,
@@ -615,7 +428,7 @@ class Evaluator:
         return tuple(f"{base}/traces?trace_id={quote(t, safe='')}" for t in trace_ids)
 
     def _alert(
-        self, rule: Rule, transition: Transition, verdict: Verdict, trace_ids: tuple[str, ...]
+        self, rule: Rule, transition: Transition, verdict: RuleVerdict, trace_ids: tuple[str, ...]
     ) -> Alert:
         fired = transition.kind == "fired"
         return Alert(
@@ -645,8 +458,8 @@ class Evaluator:
         self._restored = True
         longest = max((r.cooldown_s for r in self.rules), default=0)
         try:
-            active = q.active_alerts(self.store, limit=1000).dicts()
-            notified = q.last_notifications(
+            active = alert_queries.active_alerts(self.store, limit=1000).dicts()
+            notified = alert_queries.last_notifications(
                 self.store, since_ms=_ms(now.timestamp() - longest)
             ).dicts()
         except Exception as exc:  # start with a clean slate, say so
@@ -677,7 +490,7 @@ class Evaluator:
         self.states = states
         if orphans:
             try:
-                q.record_alerts(self.store, [_row(a) for a in orphans])
+                alert_queries.record_alerts(self.store, [_row(a) for a in orphans])
             except Exception as exc:  # they are resolved next time
                 logger.exception("resolving alerts of removed rules failed")
                 result.errors["restore"] = str(exc) or type(exc).__name__
@@ -699,9 +512,9 @@ def _orphan(row: Mapping[str, Any], now: datetime) -> Alert:
     )
 
 
-def _row(alert: Alert) -> q.AlertRow:
+def _row(alert: Alert) -> alert_queries.AlertRow:
     at_ms = _ms(alert.at.timestamp())
-    return q.AlertRow(
+    return alert_queries.AlertRow(
         incident_id=alert.incident_id,
         rule=alert.rule,
         kind=alert.kind,
@@ -723,23 +536,6 @@ def _row(alert: Alert) -> q.AlertRow:
 
 
 # --- running it ---------------------------------------------------------------------------------
-def demo_rules() -> list[Rule]:
-    """The default rules with 1-minute windows and a 10-minute baseline, for
-    ``agentwatch up --demo``. Its fleet runs ~1 refund task a second among 4 and, from
-    minute 3 to minute 5, multiplies refund cost x5 and tool errors x10 (refund failures go
-    from ~15% to ~60%): both spike alerts fire with the first complete 1-minute window of
-    the spike, 1 to 2 minutes after it starts (3 windows of history are enough for a
-    baseline), and resolve about 2 minutes after it ends. Shorter windows hold too few tasks
-    for a 15% failure rate to be told from noise at the default threshold; a baseline longer
-    than the spike keeps the spike from becoming its own baseline."""
-    rules: list[Rule] = []
-    for rule in default_rules():
-        if isinstance(rule, AnomalyRule):
-            rule = rule.model_copy(update={"window_s": 60, "baseline_windows": 10})
-        rules.append(rule)
-    return rules
-
-
 class AlertService:
     """An evaluator on a background thread: each rule evaluated once per interval, at the
     real time. ``stop`` ends the loop and closes the dispatcher (delivering what is queued)."""
@@ -781,138 +577,3 @@ class AlertService:
             self._thread.join(timeout_s)
         if self.evaluator.dispatcher is not None:
             self.evaluator.dispatcher.close(timeout_s)
-
-
-# --- configuration, `agentwatch up` and `agentwatch alerts` -------------------------------------
-@dataclass(frozen=True, slots=True)
-class AlertOptions:
-    """What the command line configures: rules, where to send alerts, links."""
-
-    rules_file: Path | None = None
-    webhooks: tuple[str, ...] = ()
-    slack_webhooks: tuple[str, ...] = ()
-    dashboard_url: str | None = None
-    enabled: bool = True
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-
-    def rules(self, *, demo: bool = False) -> list[Rule]:
-        """The rule file's rules; without one, the defaults (``demo_rules`` for the demo)."""
-        if self.rules_file is not None:
-            return load_rules(self.rules_file)
-        return demo_rules() if demo else default_rules()
-
-    def notifiers(self, stream: TextIO | None = None) -> list[Notifier]:
-        """The console, then each webhook and Slack webhook."""
-        notifiers: list[Notifier] = [ConsoleNotifier(stream)]
-        notifiers += [WebhookNotifier(url) for url in self.webhooks]
-        notifiers += [SlackNotifier(url) for url in self.slack_webhooks]
-        return notifiers
-
-
-def start_alert_service(
-    store: Store,
-    rules: Sequence[Rule],
-    options: AlertOptions,
-    *,
-    dashboard_url: str | None = None,
-    record: bool = True,
-    stream: TextIO | None = None,
-) -> AlertService:
-    """An evaluator over ``store`` on a background thread, notifying the console and the
-    configured webhooks. ``options.dashboard_url`` wins over ``dashboard_url``."""
-    dispatcher = Dispatcher(options.notifiers(stream), retry=options.retry)
-    settings = EvaluatorSettings(
-        dashboard_url=options.dashboard_url or dashboard_url, record=record
-    )
-    service = AlertService(Evaluator(store, rules, dispatcher=dispatcher, settings=settings))
-    service.start()
-    return service
-
-
-def _open_for_alerts(clickhouse_url: str | None, data_dir: Path) -> tuple[Store, bool]:
-    """The store to evaluate, and whether alerts can be recorded in it."""
-    if not clickhouse_url:
-        try:
-            store: Store = EmbeddedStore(data_dir / "data")
-        except StorageError as exc:
-            raise StorageError(
-                f"{exc}. While `agentwatch up` or `agentwatch collector` runs on this directory "
-                "it evaluates alerts itself; to check them from here, read through its "
-                "endpoint: agentwatch alerts --once --clickhouse-url http://127.0.0.1:8123"
-            ) from None
-        apply_migrations(store)
-        return store, True
-    store = ServerStore(clickhouse_url)
-    try:
-        apply_migrations(store)
-    except StorageError as refused:
-        try:  # a read-only endpoint (the embedded collector's) or a read-only user
-            q.check_readable(store)
-        except StorageError:
-            store.close()
-            raise refused from None
-        return store, False
-    return store, True
-
-
-def run_command(
-    options: AlertOptions,
-    *,
-    clickhouse_url: str | None,
-    data_dir: Path,
-    once: bool,
-    out: TextIO,
-    err: TextIO,
-    stop: threading.Event | None = None,
-) -> int:
-    """``agentwatch alerts``. With ``once``: one pass, print what breaches, record and send
-    nothing, exit 1 if anything breaches (2 if a rule could not be evaluated). Without: run
-    the evaluator until ``stop`` is set (SIGINT/SIGTERM from the command line)."""
-    rules = options.rules()
-    store, record = _open_for_alerts(clickhouse_url, data_dir)
-    try:
-        if once:
-            evaluator = Evaluator(store, rules, settings=EvaluatorSettings(record=False))
-            return _report(evaluator.evaluate(datetime.now(UTC)), len(rules), out)
-        if not record:
-            print(
-                "agentwatch alerts: this ClickHouse endpoint is read-only (the embedded "
-                "collector's?): evaluating without recording alerts; `agentwatch up` records "
-                "its own",
-                file=err,
-                flush=True,
-            )
-        service = start_alert_service(
-            store, rules, options, record=record, stream=out, dashboard_url=options.dashboard_url
-        )
-        print(
-            f"agentwatch alerts: evaluating {len(rules)} rules; Ctrl-C to stop",
-            file=err,
-            flush=True,
-        )
-        (stop or threading.Event()).wait()
-        service.stop()
-        return 0
-    finally:
-        store.close()
-
-
-def _report(result: EvaluationPass, rules: int, out: TextIO) -> int:
-    for verdict in result.verdicts:
-        if verdict.breaching:
-            where = f" [{verdict.group}]" if verdict.group else ""
-            print(f"BREACHING {verdict.rule}{where}: {verdict.summary}", file=out)
-    for rule, error in result.errors.items():
-        print(f"ERROR     {rule}: {error}", file=out)
-    breaching = sum(bool(v.breaching) for v in result.verdicts)
-    clear = sum(v.breaching is False for v in result.verdicts)
-    unjudged = sum(v.breaching is None for v in result.verdicts)
-    print(
-        f"{rules} rules: {breaching} breaching, {clear} ok, {unjudged} with too little data "
-        f"to judge ({result.seconds:.2f}s)",
-        file=out,
-        flush=True,
-    )
-    if result.errors:
-        return 2
-    return 1 if breaching else 0

@@ -193,6 +193,23 @@ def default_rules() -> list[Rule]:
     ]
 
 
+def demo_rules() -> list[Rule]:
+    """The default rules with 1-minute windows and a 10-minute baseline, for
+    ``agentwatch up --demo``. Its fleet runs ~1 refund task a second among 4 and, from
+    minute 3 to minute 5, multiplies refund cost x5 and tool errors x10 (refund failures go
+    from ~15% to ~60%): both spike alerts fire with the first complete 1-minute window of
+    the spike, 1 to 2 minutes after it starts (3 windows of history are enough for a
+    baseline), and resolve about 2 minutes after it ends. Shorter windows hold too few tasks
+    for a 15% failure rate to be told from noise at the default threshold; a baseline longer
+    than the spike keeps the spike from becoming its own baseline."""
+    rules: list[Rule] = []
+    for rule in default_rules():
+        if isinstance(rule, AnomalyRule):
+            rule = rule.model_copy(update={"window_s": 60, "baseline_windows": 10})
+        rules.append(rule)
+    return rules
+
+
 # --- errors -----------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class RuleProblem:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TypeAlias
 from agentwatch._errors import AgentwatchError
 
 if TYPE_CHECKING:
-    from agentwatch.alerts._evaluator import AlertOptions
+    from agentwatch.app._alerts_cli import AlertOptions
     from agentwatch.app._collector import CollectorConfig
 
     Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -275,7 +275,7 @@ def _alert_arguments(parser: argparse.ArgumentParser, *, service: bool = False) 
 def _alert_options(args: argparse.Namespace) -> AlertOptions:
     from pathlib import Path
 
-    from agentwatch.alerts._evaluator import AlertOptions
+    from agentwatch.app._alerts_cli import AlertOptions
 
     return AlertOptions(
         rules_file=Path(args.rules) if args.rules else None,
@@ -313,11 +313,10 @@ def _add_alerts(sub: Subparsers) -> None:
 
 
 def _run_alerts(args: argparse.Namespace) -> int:
-    import signal
-    import threading
     from pathlib import Path
 
-    from agentwatch.alerts._evaluator import run_command
+    from agentwatch.app._alerts_cli import run_command
+    from agentwatch.app._signals import stop_on_signals
 
     if args.once and (args.webhook or args.slack_webhook):
         print(
@@ -325,11 +324,7 @@ def _run_alerts(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    stop = threading.Event()
-    previous = {
-        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
-    }
-    try:
+    with stop_on_signals() as stop:
         return run_command(
             _alert_options(args),
             clickhouse_url=args.clickhouse_url,
@@ -339,9 +334,6 @@ def _run_alerts(args: argparse.Namespace) -> int:
             err=sys.stderr,
             stop=stop,
         )
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _add_health(sub: Subparsers) -> None:
@@ -371,7 +363,7 @@ def _add_health(sub: Subparsers) -> None:
 
 
 def _run_health(args: argparse.Namespace) -> int:
-    from agentwatch._health import run_from_command_line
+    from agentwatch.app._health_cli import run_from_command_line
 
     return run_from_command_line(
         args.targets,

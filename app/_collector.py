@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import signal
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from agentwatch._errors import ConfigurationError
+from agentwatch.app._signals import stop_on_signals
 from agentwatch.collector._budget import MIB
 from agentwatch.collector._decode import DecodeLimits
 from agentwatch.collector._grpc import GrpcReceiver
@@ -170,20 +169,13 @@ class Collector:
 
     def serve_forever(self) -> None:
         """Run until SIGINT/SIGTERM, then shut down gracefully."""
-        done = threading.Event()
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            done.set()
-
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            self.start()
-            for name, url in self.urls().items():
-                logger.info("%s listening on %s", name, url)
-            print(" ".join(f"{k}={v}" for k, v in self.urls().items()), flush=True)
-            done.wait()
-        finally:
-            logger.info("shutting down: draining queued spans")
-            self.stop()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        with stop_on_signals() as done:
+            try:
+                self.start()
+                for name, url in self.urls().items():
+                    logger.info("%s listening on %s", name, url)
+                print(" ".join(f"{k}={v}" for k, v in self.urls().items()), flush=True)
+                done.wait()
+            finally:
+                logger.info("shutting down: draining queued spans")
+                self.stop()

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 from agentwatch._errors import ConfigurationError
-from agentwatch.alerts._evaluator import AlertOptions, AlertService, start_alert_service
+from agentwatch.alerts._evaluator import AlertService
+from agentwatch.app._alerts_cli import AlertOptions, start_alert_service
 from agentwatch.app._collector import Collector, CollectorConfig
+from agentwatch.app._signals import stop_on_signals
 from agentwatch.query._protocol import is_loopback
 
 logger = logging.getLogger("agentwatch.up")
@@ -173,54 +173,51 @@ def run_up(
     rules = alert_options.rules(demo=demo) if alert_options.enabled else []
     check_dashboard_host(dashboard_host, dashboard_password)
     collector = Collector(config)
-    done = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        done.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     dashboard: subprocess.Popen[bytes] | None = None
     runner: DemoRunner | None = None
     alerting: AlertService | None = None
     try:
-        collector.start()
-        urls = collector.urls()
-        query_url = collector.query_client_url("agentwatch") or config.clickhouse_url or ""
-        dashboard = start_dashboard(dashboard_port, query_url, dashboard_host, dashboard_password)
-        if dashboard is not None:
-            shown = f"[{dashboard_host}]" if ":" in dashboard_host else dashboard_host
-            urls["dashboard"] = f"http://{shown}:{dashboard_port}"
-        if demo:
-            runner = DemoRunner(urls["otlp_http"], schedule or DemoSchedule())
-            runner.start()
-        if rules:
-            alerting = start_alert_service(
-                collector.store, rules, alert_options, dashboard_url=urls.get("dashboard")
-            )
-        print("agentwatch is up:", flush=True)
-        for name, url in urls.items():
-            print(f"  {name:16} {url}", flush=True)
-        if collector.query is not None:
-            print(connect_help(collector.query.url, config.data_dir), flush=True)
-        print("Press Ctrl-C to stop.", flush=True)
-        while not done.is_set():
-            if dashboard is not None and dashboard.poll() is not None:
-                logger.error("the dashboard exited with code %s", dashboard.returncode)
-                return 1
-            done.wait(1.0)
-        return 0
-    finally:
-        if runner is not None:
-            runner.stop()
-        if alerting is not None:
-            alerting.stop()
-        if dashboard is not None and dashboard.poll() is None:
-            dashboard.terminate()
+        with stop_on_signals() as done:
             try:
-                dashboard.wait(10)
-            except subprocess.TimeoutExpired:
-                dashboard.kill()
-        collector.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+                collector.start()
+                urls = collector.urls()
+                query_url = collector.query_client_url("agentwatch") or config.clickhouse_url or ""
+                dashboard = start_dashboard(
+                    dashboard_port, query_url, dashboard_host, dashboard_password
+                )
+                if dashboard is not None:
+                    shown = f"[{dashboard_host}]" if ":" in dashboard_host else dashboard_host
+                    urls["dashboard"] = f"http://{shown}:{dashboard_port}"
+                if demo:
+                    runner = DemoRunner(urls["otlp_http"], schedule or DemoSchedule())
+                    runner.start()
+                if rules:
+                    alerting = start_alert_service(
+                        collector.store, rules, alert_options, dashboard_url=urls.get("dashboard")
+                    )
+                print("agentwatch is up:", flush=True)
+                for name, url in urls.items():
+                    print(f"  {name:16} {url}", flush=True)
+                if collector.query is not None:
+                    print(connect_help(collector.query.url, config.data_dir), flush=True)
+                print("Press Ctrl-C to stop.", flush=True)
+                while not done.is_set():
+                    if dashboard is not None and dashboard.poll() is not None:
+                        logger.error("the dashboard exited with code %s", dashboard.returncode)
+                        return 1
+                    done.wait(1.0)
+                return 0
+            finally:
+                if runner is not None:
+                    runner.stop()
+                if alerting is not None:
+                    alerting.stop()
+                if dashboard is not None and dashboard.poll() is None:
+                    dashboard.terminate()
+                    try:
+                        dashboard.wait(10)
+                    except subprocess.TimeoutExpired:
+                        dashboard.kill()
+                collector.stop()
+    finally:
         print("agentwatch stopped.", flush=True)

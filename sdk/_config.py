@@ -13,7 +13,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
-from agentwatch import _semconv as sc
+from agentwatch import _semconv as semconv
 from agentwatch._errors import ConfigurationError
 from agentwatch._redact import Redactor, default_redactor
 
@@ -136,7 +136,7 @@ def configure(
     attrs: dict[str, str] = {"service.name": name, **(resource_attributes or {})}
     env = environment or os.environ.get("AGENTWATCH_ENVIRONMENT")
     if env:
-        attrs[sc.ENVIRONMENT] = env
+        attrs[semconv.ENVIRONMENT] = env
     # Our own provider, not the global one: configuring agentwatch must not take over the
     # application's tracing setup. Context is shared, so foreign spans still nest correctly.
     provider = TracerProvider(resource=Resource.create(attrs))

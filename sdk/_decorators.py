@@ -28,7 +28,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from agentwatch import _semconv as sc
+from agentwatch import _semconv as semconv
 from agentwatch._config import STATE, Settings
 from agentwatch._errors import AgentLimitExceeded, ConfigurationError
 from agentwatch._limits import Budget, Limits, estimate_cost_usd
@@ -84,7 +84,7 @@ def record_error(span: Span, exc: BaseException, settings: Settings | None) -> N
     if settings is not None:
         max_chars = min(max_chars, settings.max_content_chars)
     name = exception_type_name(exc)
-    span.set_attribute(sc.ERROR_TYPE, name)
+    span.set_attribute(semconv.ERROR_TYPE, name)
     try:
         message = exception_message(
             exc, redact=redact, capture_content=capture, max_chars=max_chars
@@ -133,7 +133,7 @@ class _Spec:
         limits: Limits | None = None,
         model: str | None = None,
         provider: str | None = None,
-        operation: str = sc.OPERATION_CHAT,
+        operation: str = semconv.OPERATION_CHAT,
     ) -> None:
         self.role = role
         self.name = name
@@ -151,9 +151,9 @@ class _Spec:
 
     def span_name(self, model: str | None) -> str:
         if self.role == "agent":
-            return f"{sc.OPERATION_INVOKE_AGENT} {self.name}"
+            return f"{semconv.OPERATION_INVOKE_AGENT} {self.name}"
         if self.role == "tool":
-            return f"{sc.OPERATION_EXECUTE_TOOL} {self.name}"
+            return f"{semconv.OPERATION_EXECUTE_TOOL} {self.name}"
         return f"{self.operation} {model}" if model else self.operation
 
     def bound_arguments(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -234,7 +234,7 @@ class _Call:
             self.span = span
             self.model_in_name = model is not None
             if spec.role == "llm" and model is not None and spec.model is None:
-                span.set_attribute(sc.GEN_AI_REQUEST_MODEL, model)
+                span.set_attribute(semconv.GEN_AI_REQUEST_MODEL, model)
             # Every span of a run carries its task type, so per-task-type cost and tool
             # statistics are plain GROUP BYs, not joins back to the agent span.
             outer = current_run(parent)
@@ -243,7 +243,7 @@ class _Call:
                 and outer.task_type
                 and not (spec.role == "agent" and spec.task_type is not None)
             ):
-                span.set_attribute(sc.TASK_TYPE, outer.task_type)
+                span.set_attribute(semconv.TASK_TYPE, outer.task_type)
             if settings.capture_content:
                 self._capture_input(settings, span, args, kwargs)
             ctx = trace.set_span_in_context(span, parent)
@@ -268,10 +268,12 @@ class _Call:
         if self.spec.role == "llm":
             messages = kwargs.get("messages", kwargs.get("input", args[0] if args else None))
             if messages is not None:
-                span.set_attribute(sc.GEN_AI_INPUT_MESSAGES, capture_text(settings, messages))
+                span.set_attribute(semconv.GEN_AI_INPUT_MESSAGES, capture_text(settings, messages))
         elif self.spec.role == "tool":
             arguments = self.spec.bound_arguments(args, kwargs)
-            span.set_attribute(sc.GEN_AI_TOOL_CALL_ARGUMENTS, capture_text(settings, arguments))
+            span.set_attribute(
+                semconv.GEN_AI_TOOL_CALL_ARGUMENTS, capture_text(settings, arguments)
+            )
 
     def enter(self) -> None:
         try:
@@ -295,14 +297,14 @@ class _Call:
         span = self.span
         if span is not None:
             if usage.model:
-                span.set_attribute(sc.GEN_AI_RESPONSE_MODEL, usage.model)
+                span.set_attribute(semconv.GEN_AI_RESPONSE_MODEL, usage.model)
                 if not self.model_in_name:
                     span.update_name(self.spec.span_name(usage.model))
                     self.model_in_name = True
             if usage.response_id:
-                span.set_attribute(sc.GEN_AI_RESPONSE_ID, usage.response_id)
+                span.set_attribute(semconv.GEN_AI_RESPONSE_ID, usage.response_id)
             if usage.finish_reasons:
-                span.set_attribute(sc.GEN_AI_RESPONSE_FINISH_REASONS, usage.finish_reasons)
+                span.set_attribute(semconv.GEN_AI_RESPONSE_FINISH_REASONS, usage.finish_reasons)
             set_usage_attributes(span, usage)
         charge_budget(current_run(self.ctx), usage, self.spec.provider)
 
@@ -325,11 +327,15 @@ class _Call:
             if settings is not None and settings.capture_content and self.span is not None:
                 text = response_text(result)
                 if text is not None:
-                    self.span.set_attribute(sc.GEN_AI_OUTPUT_MESSAGES, capture_text(settings, text))
+                    self.span.set_attribute(
+                        semconv.GEN_AI_OUTPUT_MESSAGES, capture_text(settings, text)
+                    )
         elif role == "tool":
             settings = self.settings
             if settings is not None and settings.capture_content and self.span is not None:
-                self.span.set_attribute(sc.GEN_AI_TOOL_CALL_RESULT, capture_text(settings, result))
+                self.span.set_attribute(
+                    semconv.GEN_AI_TOOL_CALL_RESULT, capture_text(settings, result)
+                )
 
     def finish(self, exc: BaseException | None) -> None:
         """End the span: status, error type, the run's outcome. Never raises."""
@@ -346,12 +352,12 @@ class _Call:
             if span is None:
                 return
             if run is not None and run.budget is not None:
-                span.set_attribute(sc.TASK_ITERATIONS, run.budget.iterations)
+                span.set_attribute(semconv.TASK_ITERATIONS, run.budget.iterations)
             if exc is not None and not isinstance(exc, GeneratorExit):
                 record_error(span, exc, self.settings)
             if self.stream_text is not None and self.settings is not None:
                 span.set_attribute(
-                    sc.GEN_AI_OUTPUT_MESSAGES,
+                    semconv.GEN_AI_OUTPUT_MESSAGES,
                     capture_text(self.settings, "".join(self.stream_text)),
                 )
             span.end()
@@ -401,11 +407,11 @@ class _Call:
 
 def set_usage_attributes(span: Span, usage: Usage) -> None:
     values = (
-        (sc.GEN_AI_USAGE_INPUT_TOKENS, usage.input_tokens),
-        (sc.GEN_AI_USAGE_OUTPUT_TOKENS, usage.output_tokens),
-        (sc.GEN_AI_USAGE_CACHE_READ_TOKENS, usage.cache_read_tokens),
-        (sc.GEN_AI_USAGE_CACHE_WRITE_TOKENS, usage.cache_write_tokens),
-        (sc.GEN_AI_USAGE_REASONING_TOKENS, usage.reasoning_tokens),
+        (semconv.GEN_AI_USAGE_INPUT_TOKENS, usage.input_tokens),
+        (semconv.GEN_AI_USAGE_OUTPUT_TOKENS, usage.output_tokens),
+        (semconv.GEN_AI_USAGE_CACHE_READ_TOKENS, usage.cache_read_tokens),
+        (semconv.GEN_AI_USAGE_CACHE_WRITE_TOKENS, usage.cache_write_tokens),
+        (semconv.GEN_AI_USAGE_REASONING_TOKENS, usage.reasoning_tokens),
     )
     span.set_attributes({key: value for key, value in values if value is not None})
 
@@ -772,17 +778,17 @@ def agent(
     def decorate(func: F) -> F:
         agent_name = name or func.__name__
         attributes: dict[str, Any] = {
-            sc.GEN_AI_OPERATION_NAME: sc.OPERATION_INVOKE_AGENT,
-            sc.GEN_AI_AGENT_NAME: agent_name,
+            semconv.GEN_AI_OPERATION_NAME: semconv.OPERATION_INVOKE_AGENT,
+            semconv.GEN_AI_AGENT_NAME: agent_name,
         }
         if task_type:
-            attributes[sc.TASK_TYPE] = task_type
+            attributes[semconv.TASK_TYPE] = task_type
         if description:
-            attributes[sc.GEN_AI_AGENT_DESCRIPTION] = description
+            attributes[semconv.GEN_AI_AGENT_DESCRIPTION] = description
         if agent_id:
-            attributes[sc.GEN_AI_AGENT_ID] = agent_id
+            attributes[semconv.GEN_AI_AGENT_ID] = agent_id
         if declared:
-            attributes[sc.AGENT_TOOLS] = declared
+            attributes[semconv.AGENT_TOOLS] = declared
         spec = _Spec("agent", agent_name, func, attributes, task_type=task_type, limits=limits)
         return cast("F", _wrap(func, spec))
 
@@ -813,20 +819,20 @@ def tool(
     ``tier`` is one of read, write_safe, write_risky, destructive. Each call counts against the
     enclosing agent run's ``max_tool_calls``.
     """
-    _validate_choice(tier, sc.TOOL_TIERS, "tier")
+    _validate_choice(tier, semconv.TOOL_TIERS, "tier")
 
     def decorate(func: F) -> F:
         tool_name = name or func.__name__
         attributes: dict[str, Any] = {
-            sc.GEN_AI_OPERATION_NAME: sc.OPERATION_EXECUTE_TOOL,
-            sc.GEN_AI_TOOL_NAME: tool_name,
-            sc.GEN_AI_TOOL_TYPE: "function",
+            semconv.GEN_AI_OPERATION_NAME: semconv.OPERATION_EXECUTE_TOOL,
+            semconv.GEN_AI_TOOL_NAME: tool_name,
+            semconv.GEN_AI_TOOL_TYPE: "function",
         }
         if tier:
-            attributes[sc.TOOL_TIER] = tier
+            attributes[semconv.TOOL_TIER] = tier
         doc = description or (inspect.getdoc(func) or "").split("\n", 1)[0]
         if doc:
-            attributes[sc.GEN_AI_TOOL_DESCRIPTION] = doc
+            attributes[semconv.GEN_AI_TOOL_DESCRIPTION] = doc
         wrapped = _wrap(func, _Spec("tool", tool_name, func, attributes))
         setattr(wrapped, _TOOL_NAME_ATTR, tool_name)
         return cast("F", wrapped)
@@ -843,7 +849,7 @@ def llm(
     *,
     provider: str | None = None,
     model: str | None = None,
-    operation: str = sc.OPERATION_CHAT,
+    operation: str = semconv.OPERATION_CHAT,
 ) -> Callable[[F], F]: ...
 def llm(
     fn: F | None = None,
@@ -851,7 +857,7 @@ def llm(
     *,
     provider: str | None = None,
     model: str | None = None,
-    operation: str = sc.OPERATION_CHAT,
+    operation: str = semconv.OPERATION_CHAT,
 ) -> F | Callable[[F], F]:
     """Trace a model call as a ``chat {model}`` span; usage is read from what it returns.
 
@@ -862,11 +868,11 @@ def llm(
     """
 
     def decorate(func: F) -> F:
-        attributes: dict[str, Any] = {sc.GEN_AI_OPERATION_NAME: operation}
+        attributes: dict[str, Any] = {semconv.GEN_AI_OPERATION_NAME: operation}
         if provider:
-            attributes[sc.GEN_AI_PROVIDER_NAME] = provider
+            attributes[semconv.GEN_AI_PROVIDER_NAME] = provider
         if model:
-            attributes[sc.GEN_AI_REQUEST_MODEL] = model
+            attributes[semconv.GEN_AI_REQUEST_MODEL] = model
         spec = _Spec(
             "llm",
             func.__name__,

@@ -17,24 +17,21 @@ scheduler. ``agentwatch health run module:probe`` runs probes once from the comm
 from __future__ import annotations
 
 import contextvars
-import importlib
 import inspect
 import logging
 import math
-import os
-import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import IO, Any, Final, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Final, Generic, ParamSpec, TypeVar, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
 
-from agentwatch import _semconv as sc
+from agentwatch import _semconv as semconv
 from agentwatch._config import STATE, Settings
 from agentwatch._errors import ConfigurationError
 from agentwatch._expectations import Expectation, Verdict
@@ -46,10 +43,10 @@ logger = logging.getLogger("agentwatch")
 P = ParamSpec("P")
 R = TypeVar("R")
 
-HEALTH_FAILED_EXPECTATION: Final = sc.HEALTH_FAILED_EXPECTATION
-HEALTH_REASON: Final = sc.HEALTH_REASON
-HEALTH_LATENCY_MS: Final = sc.HEALTH_LATENCY_MS
-HEALTH_ANSWER: Final = sc.HEALTH_ANSWER
+HEALTH_FAILED_EXPECTATION: Final = semconv.HEALTH_FAILED_EXPECTATION
+HEALTH_REASON: Final = semconv.HEALTH_REASON
+HEALTH_LATENCY_MS: Final = semconv.HEALTH_LATENCY_MS
+HEALTH_ANSWER: Final = semconv.HEALTH_ANSWER
 SPAN_NAME_PREFIX: Final = "health_check"
 ANSWER_EXCERPT_CHARS: Final = 1000
 _REASON_CHARS: Final = 1000
@@ -191,7 +188,7 @@ def _start_span(settings: Settings | None, name: str) -> Span | None:
             f"{SPAN_NAME_PREFIX} {name}",
             context=otel_context.Context(),
             kind=SpanKind.INTERNAL,
-            attributes={sc.HEALTH_CHECK: name},
+            attributes={semconv.HEALTH_CHECK: name},
             record_exception=False,
             set_status_on_exception=False,
         )
@@ -204,7 +201,7 @@ def _end_span(span: Span, settings: Settings | None, result: HealthResult) -> No
     try:
         redact = settings.redact if settings is not None else default_redactor
         capture = settings is not None and settings.capture_content
-        span.set_attribute(sc.HEALTH_PASSED, result.passed)
+        span.set_attribute(semconv.HEALTH_PASSED, result.passed)
         span.set_attribute(HEALTH_LATENCY_MS, round(result.latency_s * 1000, 3))
         if result.failed_expectation is not None:
             span.set_attribute(HEALTH_FAILED_EXPECTATION, result.failed_expectation)
@@ -411,81 +408,3 @@ def health_checks_running() -> bool:
     """Whether the background scheduler is running."""
     scheduler = _SCHEDULER
     return scheduler is not None and scheduler.thread.is_alive()
-
-
-# --- command line -----------------------------------------------------------------------------
-def load_probes(target: str) -> list[Probe[Any, Any]]:
-    """The probes named by ``module:attr`` (one probe, or a list of them) or by ``module`` (every
-    probe that module registers). The current directory is importable, as with ``python -m``."""
-    module_name, _, attr = target.partition(":")
-    if not module_name:
-        raise ConfigurationError(f"{target!r}: expected module:probe")
-    cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        sys.path.insert(0, cwd)
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # any import failure (SyntaxError, a raising module) is a bad target
-        raise ConfigurationError(
-            f"{target!r}: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
-        ) from exc
-    if not attr:
-        found = [p for p in registered_health_checks() if p.fn.__module__ == module.__name__]
-        if not found:
-            raise ConfigurationError(f"{target!r}: the module registers no health checks")
-        return found
-    value: Any = module
-    for part in attr.split("."):
-        try:
-            value = getattr(value, part)
-        except AttributeError:
-            raise ConfigurationError(f"{target!r}: {module_name} has no {attr!r}") from None
-    if isinstance(value, Probe):
-        return [value]
-    if isinstance(value, list | tuple) and value and all(isinstance(v, Probe) for v in value):
-        return list(value)
-    raise ConfigurationError(
-        f"{target!r} is a {type(value).__name__}, not a function decorated with @health_check"
-    )
-
-
-def run_from_command_line(
-    targets: Sequence[str],
-    *,
-    endpoint: str | None,
-    service_name: str,
-    out: IO[str],
-    err: IO[str],
-) -> int:
-    """``agentwatch health run``: 0 when every probe passed, 1 when any failed, 2 on bad input.
-
-    With ``endpoint`` the health check spans are exported there (OTLP/HTTP) before exiting.
-    """
-    try:
-        probes: list[Probe[Any, Any]] = []
-        for target in targets:
-            probes.extend(p for p in load_probes(target) if p not in probes)
-    except ConfigurationError as exc:
-        print(f"agentwatch health run: error: {exc}", file=err)
-        return 2
-    from agentwatch._config import configure, force_flush, shutdown
-
-    if endpoint is not None:
-        try:
-            configure(service_name=service_name, endpoint=endpoint)
-        except ConfigurationError as exc:
-            print(f"agentwatch health run: error: {exc}", file=err)
-            return 2
-    try:
-        results = run_health_checks(probes)
-    finally:
-        if endpoint is not None:
-            if not force_flush():
-                print(f"agentwatch health run: could not export spans to {endpoint}", file=err)
-            shutdown()
-    for result in results:
-        print(result, file=out)
-    failed = sum(not r.passed for r in results)
-    plural = "" if len(results) == 1 else "s"
-    print(f"{len(results)} health check{plural}, {failed} failed", file=out)
-    return 1 if failed else 0

@@ -10,7 +10,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from agentwatch import _semconv as sc
+from agentwatch import _semconv as semconv
 from agentwatch._config import STATE
 from agentwatch._decorators import capture_text, charge_budget, set_usage_attributes
 from agentwatch._errors import ConfigurationError
@@ -76,8 +76,8 @@ def record_decision(
     summary, recorded only when content capture is on, and redacted.
     """
     _check_confidence(confidence)
-    if route is not None and route not in sc.ROUTES:
-        raise ConfigurationError(f"route must be one of {', '.join(sc.ROUTES)}; got {route!r}")
+    if route is not None and route not in semconv.ROUTES:
+        raise ConfigurationError(f"route must be one of {', '.join(semconv.ROUTES)}; got {route!r}")
     chosen = (
         route
         if route is not None
@@ -89,21 +89,21 @@ def record_decision(
         return decision
     try:
         attributes: dict[str, Any] = {
-            sc.GEN_AI_OPERATION_NAME: sc.OPERATION_DECISION,
-            sc.DECISION_NAME: name,
-            sc.DECISION_CONFIDENCE: float(confidence),
+            semconv.GEN_AI_OPERATION_NAME: semconv.OPERATION_DECISION,
+            semconv.DECISION_NAME: name,
+            semconv.DECISION_CONFIDENCE: float(confidence),
         }
         if chosen is not None:
-            attributes[sc.DECISION_ROUTE] = chosen
+            attributes[semconv.DECISION_ROUTE] = chosen
         run = current_run()
         if run is not None:
-            attributes[sc.GEN_AI_AGENT_NAME] = run.agent_name
+            attributes[semconv.GEN_AI_AGENT_NAME] = run.agent_name
             if run.task_type:
-                attributes[sc.TASK_TYPE] = run.task_type
+                attributes[semconv.TASK_TYPE] = run.task_type
         if reasoning and settings.capture_content:
-            attributes[sc.DECISION_REASONING] = capture_text(settings, reasoning)
+            attributes[semconv.DECISION_REASONING] = capture_text(settings, reasoning)
         settings.tracer.start_span(
-            f"{sc.OPERATION_DECISION} {name}",
+            f"{semconv.OPERATION_DECISION} {name}",
             attributes=attributes,
             record_exception=False,
             set_status_on_exception=False,
@@ -118,9 +118,9 @@ def set_outcome(outcome: str, *, reason: str | None = None) -> None:
 
     ``reason`` is a short label (``low confidence``), recorded in every mode, always redacted
     and cut to 1000 characters."""
-    if outcome not in sc.OUTCOMES:
+    if outcome not in semconv.OUTCOMES:
         raise ConfigurationError(
-            f"outcome must be one of {', '.join(sc.OUTCOMES)}; got {outcome!r}"
+            f"outcome must be one of {', '.join(semconv.OUTCOMES)}; got {outcome!r}"
         )
     run = current_run()
     if run is None:
@@ -154,9 +154,9 @@ def record_usage(
     try:
         span = trace.get_current_span()
         if span.is_recording():
-            attrs = {sc.GEN_AI_RESPONSE_MODEL: model}
+            attrs = {semconv.GEN_AI_RESPONSE_MODEL: model}
             if provider:
-                attrs[sc.GEN_AI_PROVIDER_NAME] = provider
+                attrs[semconv.GEN_AI_PROVIDER_NAME] = provider
             span.set_attributes(attrs)
             set_usage_attributes(span, usage)
         charge_budget(current_run(), usage, provider)
@@ -234,17 +234,17 @@ def record_feedback(
     if settings is None or settings.tracer is None:
         return
     try:
-        attributes: dict[str, Any] = {sc.GEN_AI_OPERATION_NAME: sc.OPERATION_FEEDBACK}
+        attributes: dict[str, Any] = {semconv.GEN_AI_OPERATION_NAME: semconv.OPERATION_FEEDBACK}
         if thumbs_up is not None:
-            attributes[sc.FEEDBACK_THUMBS_UP] = thumbs_up
+            attributes[semconv.FEEDBACK_THUMBS_UP] = thumbs_up
         if score is not None:
-            attributes[sc.FEEDBACK_SCORE] = float(score)
+            attributes[semconv.FEEDBACK_SCORE] = float(score)
         if correct is not None:
-            attributes[sc.FEEDBACK_CORRECT] = correct
+            attributes[semconv.FEEDBACK_CORRECT] = correct
         if comment:
-            attributes[sc.FEEDBACK_COMMENT] = capture_text(settings, comment)
+            attributes[semconv.FEEDBACK_COMMENT] = capture_text(settings, comment)
         if target.span_id:
-            attributes[sc.FEEDBACK_TARGET_SPAN_ID] = f"{target.span_id:016x}"
+            attributes[semconv.FEEDBACK_TARGET_SPAN_ID] = f"{target.span_id:016x}"
         # Without a span id, the feedback hangs off a synthetic parent: same trace, no claim
         # about which span it concerns.
         parent_span_id = target.span_id or (target.trace_id & 0xFFFFFFFFFFFFFFFF) or 1
@@ -256,7 +256,7 @@ def record_feedback(
         )
         ctx = trace.set_span_in_context(NonRecordingSpan(parent))
         settings.tracer.start_span(
-            sc.OPERATION_FEEDBACK,
+            semconv.OPERATION_FEEDBACK,
             context=ctx,
             attributes=attributes,
             record_exception=False,

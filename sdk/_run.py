@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from opentelemetry import context as otel_context
 from opentelemetry.trace import Span
 
-from agentwatch import _semconv as sc
+from agentwatch import _semconv as semconv
 from agentwatch._errors import AgentLimitExceeded
 from agentwatch._limits import Budget
 from agentwatch._redact import bounded_redact, default_redactor
@@ -42,9 +42,9 @@ class Run:
     def set_outcome(self, outcome: str, reason: str | None = None) -> None:
         self.outcome = outcome
         if self.span is not None:
-            self.span.set_attribute(sc.TASK_OUTCOME, outcome)
+            self.span.set_attribute(semconv.TASK_OUTCOME, outcome)
             if reason:
-                self.span.set_attribute(sc.TASK_OUTCOME_REASON, _redacted_reason(reason))
+                self.span.set_attribute(semconv.TASK_OUTCOME_REASON, _redacted_reason(reason))
 
     def check_limits(self) -> None:
         """Raise ``AgentLimitExceeded`` (recording it first) when the budget is overrun."""
@@ -60,9 +60,9 @@ class Run:
         if self.span is not None:
             self.span.set_attributes(
                 {
-                    sc.LIMIT_EXCEEDED: exceeded.limit,
-                    sc.LIMIT_VALUE: float(exceeded.value),
-                    sc.LIMIT_MAXIMUM: float(exceeded.maximum),
+                    semconv.LIMIT_EXCEEDED: exceeded.limit,
+                    semconv.LIMIT_VALUE: float(exceeded.value),
+                    semconv.LIMIT_MAXIMUM: float(exceeded.maximum),
                 }
             )
 

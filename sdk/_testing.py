@@ -10,7 +10,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from agentwatch import _semconv as sc
+from agentwatch import _semconv as semconv
 from agentwatch._config import configure, shutdown
 
 
@@ -42,19 +42,21 @@ class CapturedSpans:
 
     def by_operation(self, operation: str) -> list[ReadableSpan]:
         """Spans whose ``gen_ai.operation.name`` is ``operation`` (invoke_agent, chat, ...)."""
-        return [s for s in self.spans if attributes(s).get(sc.GEN_AI_OPERATION_NAME) == operation]
+        return [
+            s for s in self.spans if attributes(s).get(semconv.GEN_AI_OPERATION_NAME) == operation
+        ]
 
     def agents(self) -> list[ReadableSpan]:
-        return self.by_operation(sc.OPERATION_INVOKE_AGENT)
+        return self.by_operation(semconv.OPERATION_INVOKE_AGENT)
 
     def tools(self) -> list[ReadableSpan]:
-        return self.by_operation(sc.OPERATION_EXECUTE_TOOL)
+        return self.by_operation(semconv.OPERATION_EXECUTE_TOOL)
 
     def llm_calls(self) -> list[ReadableSpan]:
-        return self.by_operation(sc.OPERATION_CHAT)
+        return self.by_operation(semconv.OPERATION_CHAT)
 
     def decisions(self) -> list[ReadableSpan]:
-        return self.by_operation(sc.OPERATION_DECISION)
+        return self.by_operation(semconv.OPERATION_DECISION)
 
     def children(self, parent: ReadableSpan) -> list[ReadableSpan]:
         """Direct children of ``parent``."""

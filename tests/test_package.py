@@ -34,12 +34,7 @@ INTERNAL = {
         "set_usage_attributes",
     },
     "agentwatch._errors": set(),
-    "agentwatch._health": {
-        "health_checks_running",
-        "load_probes",
-        "registered_health_checks",
-        "run_from_command_line",
-    },
+    "agentwatch._health": {"health_checks_running", "registered_health_checks"},
     "agentwatch._limits": {"Budget", "estimate_cost_usd"},
     "agentwatch._records": set(),
     "agentwatch._redact": {

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from agentwatch.alerts._detect import (
     AlertKey,
     AlertState,
-    Decision,
+    AnomalyDecision,
     DefaultPolicy,
     Observation,
     Policy,
@@ -112,7 +112,9 @@ class DetectorSettings:
     relative_floor: float = 0.15
 
 
-def detect(series: Series, settings: DetectorSettings = DetectorSettings()) -> list[Decision]:
+def detect(
+    series: Series, settings: DetectorSettings = DetectorSettings()
+) -> list[AnomalyDecision]:
     """Judge every window against the ``baseline_windows`` before it, as the evaluator does."""
     decisions = []
     for i, current in enumerate(series.windows):
@@ -132,7 +134,7 @@ def detect(series: Series, settings: DetectorSettings = DetectorSettings()) -> l
 
 
 def alert_timeline(
-    groups: dict[str, list[Decision]],
+    groups: dict[str, list[AnomalyDecision]],
     *,
     rule: str = "spike",
     metric: str = "metric",

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agentwatch.query._endpoint import QueryEndpoint
-from agentwatch.storage import _alert_queries as q
+from agentwatch.storage import _alert_queries as alert_queries
 from agentwatch.storage._schema import SPANS_TABLE, alerts_table_ddl
 from agentwatch.storage._store import ServerStore, Store
 
@@ -49,7 +49,7 @@ def insert(store: Store, spans: Spans) -> None:
 
 
 def windows(store: Store, **options: object) -> list[dict[str, object]]:
-    rows = q.task_windows(store, end_ns=END, window_s=W, windows=3, **options)  # type: ignore[arg-type]
+    rows = alert_queries.task_windows(store, end_ns=END, window_s=W, windows=3, **options)  # type: ignore[arg-type]
     return [
         {k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()}
         for row in rows.dicts()
@@ -129,7 +129,7 @@ def test_scope_keeps_only_matching_tasks_and_spans(backend: Store) -> None:
     spans.task(END - 11 * NS, task_type="billing", service="support-bot")
     spans.task(END - 12 * NS, task_type="refund", service="other-bot")
     insert(backend, spans)
-    scope = q.Scope(service="support-bot", task_type="refund")
+    scope = alert_queries.Scope(service="support-bot", task_type="refund")
     assert [(r["group_key"], r["tasks"]) for r in windows(backend, scope=scope)] == [("", 1)]
 
 
@@ -138,7 +138,7 @@ def test_a_model_scope_keeps_the_tasks_whose_first_model_call_used_it(backend: S
     spans.task(END - 10 * NS, task_type="refund", model="gpt-4o")
     spans.task(END - 11 * NS, task_type="refund", model="gpt-4o-mini")
     insert(backend, spans)
-    rows = windows(backend, group_by="task_type", scope=q.Scope(model="gpt-4o-mini"))
+    rows = windows(backend, group_by="task_type", scope=alert_queries.Scope(model="gpt-4o-mini"))
     assert [(r["group_key"], r["tasks"]) for r in rows] == [("refund", 1)]
 
 
@@ -149,8 +149,10 @@ def test_spend_outside_agent_runs_counts_unless_a_task_scope_is_set(backend: Sto
     spans.call(END - 30 * NS, cost=1.0)  # a model call outside any agent run
     insert(backend, spans)
     start = END - 3600 * NS
-    by_model = q.spend(backend, start_ns=start, end_ns=END, group_by="model").dicts()
-    refund = q.spend(backend, start_ns=start, end_ns=END, scope=q.Scope(task_type="refund"))
+    by_model = alert_queries.spend(backend, start_ns=start, end_ns=END, group_by="model").dicts()
+    refund = alert_queries.spend(
+        backend, start_ns=start, end_ns=END, scope=alert_queries.Scope(task_type="refund")
+    )
     assert [(r["group_key"], round(r["cost_usd"], 6)) for r in by_model + refund.dicts()] == [
         ("gpt-4o", 1.75),
         ("", 0.25),
@@ -173,9 +175,9 @@ def test_spend_counts_every_priced_call_probes_included(backend: Store) -> None:
     spans.task(END - 2 * 86_400 * NS, cost=100.0)  # before the range
     insert(backend, spans)
     start = END - 3600 * NS
-    [row] = q.spend(backend, start_ns=start, end_ns=END).dicts()
+    [row] = alert_queries.spend(backend, start_ns=start, end_ns=END).dicts()
     assert row["cost_usd"] == pytest.approx(0.75)
-    grouped = q.spend(backend, start_ns=start, end_ns=END, group_by="agent").dicts()
+    grouped = alert_queries.spend(backend, start_ns=start, end_ns=END, group_by="agent").dicts()
     assert [(r["group_key"], round(r["cost_usd"], 6)) for r in grouped] == [("support", 0.75)]
 
 
@@ -185,7 +187,9 @@ def test_span_activity_counts_the_current_window_and_active_earlier_ones(backend
         spans.task(END - k * W * NS - NS, agent="support")
     spans.task(END - NS, agent="tracker")
     insert(backend, spans)
-    rows = q.span_activity(backend, end_ns=END, window_s=W, windows=5, group_by="agent").dicts()
+    rows = alert_queries.span_activity(
+        backend, end_ns=END, window_s=W, windows=5, group_by="agent"
+    ).dicts()
     assert [(r["group_key"], r["current_spans"], r["active_windows"]) for r in rows] == [
         ("support", 0, 3),
         ("tracker", 1, 0),
@@ -198,7 +202,9 @@ def test_span_activity_ignores_probe_traffic(backend: Store) -> None:
     spans.task(END - W * NS - NS, agent="support")
     spans.probe(END - NS)  # the probe runs the agent "support" now
     insert(backend, spans)
-    [row] = q.span_activity(backend, end_ns=END, window_s=W, windows=2, group_by="agent").dicts()
+    [row] = alert_queries.span_activity(
+        backend, end_ns=END, window_s=W, windows=2, group_by="agent"
+    ).dicts()
     assert (row["current_spans"], row["active_windows"]) == (0, 1)
 
 
@@ -211,7 +217,7 @@ def test_health_runs_lists_the_latest_results_newest_first(backend: Store) -> No
     ]
     spans.probe(END - 50 * NS, check="other", passed=True)
     insert(backend, spans)
-    [row] = q.health_runs(
+    [row] = alert_queries.health_runs(
         backend, start_ns=END - 3600 * NS, end_ns=END, runs=2, check="refund-policy"
     ).dicts()
     assert row["passed"] == [0, 0]
@@ -227,7 +233,7 @@ def test_offending_traces_for_cost_are_the_most_expensive(backend: Store) -> Non
     middle = spans.task(END - 12 * NS, task_type="refund", cost=0.1)
     spans.task(END - 13 * NS, task_type="billing", cost=5.0)
     insert(backend, spans)
-    found = q.offending_traces(
+    found = alert_queries.offending_traces(
         backend,
         metric="cost",
         start_ns=END - W * NS,
@@ -244,7 +250,7 @@ def test_offending_traces_for_the_error_rate_are_the_failed_tasks(backend: Store
     failed = spans.task(END - 10 * NS, task_type="refund", outcome="failed")
     spans.task(END - 11 * NS, task_type="refund", outcome="completed")
     insert(backend, spans)
-    found = q.offending_traces(
+    found = alert_queries.offending_traces(
         backend,
         metric="error_rate",
         start_ns=END - W * NS,
@@ -260,7 +266,7 @@ def test_a_group_value_needing_escapes_is_bound_intact(backend: Store) -> None:
     odd = spans.task(END - 10 * NS, task_type=ODD, cost=0.5)
     insert(backend, spans)
     assert [r["group_key"] for r in windows(backend, group_by="task_type")] == [ODD]
-    found = q.offending_traces(
+    found = alert_queries.offending_traces(
         backend, metric="cost", start_ns=END - W * NS, end_ns=END, group_by="task_type", group=ODD
     )
     assert found == [odd]
@@ -272,7 +278,7 @@ def test_latest_traces_are_the_last_a_group_sent(backend: Store) -> None:
     new = spans.task(END - 600 * NS, agent="tracker")
     spans.task(END - 10 * NS, agent="support")
     insert(backend, spans)
-    found = q.latest_traces(
+    found = alert_queries.latest_traces(
         backend, start_ns=END - 3600 * NS, end_ns=END, group_by="agent", group="tracker"
     )
     assert found == [new, old]
@@ -281,7 +287,7 @@ def test_latest_traces_are_the_last_a_group_sent(backend: Store) -> None:
 MS = END // 1_000_000 - 86_400_000  # a day ago, in epoch milliseconds
 
 
-def _row(state: str, updated_ms: int, **changes: object) -> q.AlertRow:
+def _row(state: str, updated_ms: int, **changes: object) -> alert_queries.AlertRow:
     fields: dict[str, object] = {
         "incident_id": "inc-1",
         "rule": "cost spike",
@@ -301,27 +307,29 @@ def _row(state: str, updated_ms: int, **changes: object) -> q.AlertRow:
         "links": ("http://dash/traces?trace_id=t1",),
         **changes,
     }
-    return q.AlertRow(**fields)  # type: ignore[arg-type]
+    return alert_queries.AlertRow(**fields)  # type: ignore[arg-type]
 
 
 def test_an_incident_is_active_until_its_resolved_row(backend: Store) -> None:
-    q.record_alerts(backend, [_row("firing", 1_000)])
-    [active] = q.active_alerts(backend).dicts()
+    alert_queries.record_alerts(backend, [_row("firing", 1_000)])
+    [active] = alert_queries.active_alerts(backend).dicts()
     assert (active["incident_id"], active["state"], active["trace_ids"]) == (
         "inc-1",
         "firing",
         ["t1", "t2"],
     )
-    q.record_alerts(backend, [_row("resolved", 9_000, value=1.1, summary="back to normal")])
-    assert q.active_alerts(backend).rows == []
+    alert_queries.record_alerts(
+        backend, [_row("resolved", 9_000, value=1.1, summary="back to normal")]
+    )
+    assert alert_queries.active_alerts(backend).rows == []
 
 
 def test_recent_alerts_keep_the_values_an_incident_fired_with(backend: Store) -> None:
-    q.record_alerts(
+    alert_queries.record_alerts(
         backend,
         [_row("firing", 1_000), _row("resolved", 9_000, value=1.1, summary="back to normal")],
     )
-    [incident] = q.recent_alerts(backend, since_ms=MS + 5_000).dicts()
+    [incident] = alert_queries.recent_alerts(backend, since_ms=MS + 5_000).dicts()
     assert (incident["state"], incident["value"], incident["summary"]) == (
         "resolved",
         5.0,
@@ -331,13 +339,13 @@ def test_recent_alerts_keep_the_values_an_incident_fired_with(backend: Store) ->
         "back to normal",
         MS + 9_000,
     )
-    assert q.recent_alerts(backend, since_ms=MS + 10_000).rows == []
+    assert alert_queries.recent_alerts(backend, since_ms=MS + 10_000).rows == []
 
 
 def test_last_notifications_give_each_rule_and_group_its_latest_notified_firing(
     backend: Store,
 ) -> None:
-    q.record_alerts(
+    alert_queries.record_alerts(
         backend,
         [
             _row("firing", 1_000),
@@ -345,7 +353,7 @@ def test_last_notifications_give_each_rule_and_group_its_latest_notified_firing(
             _row("firing", 7_000, incident_id="inc-3", fired_at_ms=MS + 7_000, notified=False),
         ],
     )
-    rows = q.last_notifications(backend, since_ms=0).dicts()
+    rows = alert_queries.last_notifications(backend, since_ms=0).dicts()
     assert [(r["rule"], r["group_key"], r["last_notified_ms"]) for r in rows] == [
         ("cost spike", "task_type=refund", MS + 5_000)
     ]

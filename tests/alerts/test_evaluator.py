@@ -15,15 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from agentwatch.alerts._evaluator import (
-    EvaluationPass,
-    Evaluator,
-    EvaluatorSettings,
+from agentwatch.alerts._evaluator import EvaluationPass, Evaluator, EvaluatorSettings
+from agentwatch.alerts._notify import Alert, ConsoleNotifier, Dispatcher
+from agentwatch.alerts._rules import (
+    DailyBudgetRule,
+    Rule,
+    ThresholdRule,
+    default_rules,
     demo_rules,
 )
-from agentwatch.alerts._notify import Alert, ConsoleNotifier, Dispatcher
-from agentwatch.alerts._rules import DailyBudgetRule, Rule, ThresholdRule, default_rules
-from agentwatch.storage import _alert_queries as q
+from agentwatch.storage import _alert_queries as alert_queries
 from agentwatch.storage._schema import ALERTS_TABLE, SPANS_TABLE
 from agentwatch.storage._store import EmbeddedStore
 
@@ -185,7 +186,7 @@ def test_the_linked_traces_are_what_the_metric_is_about(spike: SpikeRun) -> None
 def test_the_incident_is_recorded_fired_then_resolved(spike: SpikeRun) -> None:
     [(fired_at, fired)] = alerts(spike.passes)
     [(resolved_at, _)] = alerts(spike.passes, "resolved")
-    [incident] = q.recent_alerts(spike.store, since_ms=0).dicts()
+    [incident] = alert_queries.recent_alerts(spike.store, since_ms=0).dicts()
     assert (incident["incident_id"], incident["state"], incident["group_key"]) == (
         fired.incident_id,
         "resolved",

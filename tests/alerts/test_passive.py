@@ -1,10 +1,10 @@
 """Passive health on real stored spans: silent agents, longer answers and confidence drops.
 
 Spans are built as the collector stores them (``tests.alerts.workload.Spans``, plus decision
-spans) and inserted with ``insert_arrow`` into chDB under ``tmp_path``, with timestamps in the
-last hours (the span table keeps 30 days). Window ``i`` of a workload is
-``[T0 + i*W, T0 + (i+1)*W)``; evaluating at the end of window ``i`` judges it against the
-``baseline_windows`` before it, and nothing waits for a clock.
+spans) and inserted with ``insert_arrow`` into a database of the test's own on the package's
+chDB engine (``conftest``), with timestamps in the last hours (the span table keeps 30 days).
+Window ``i`` of a workload is ``[T0 + i*W, T0 + (i+1)*W)``; evaluating at the end of window
+``i`` judges it against the ``baseline_windows`` before it, and nothing waits for a clock.
 """
 
 from __future__ import annotations
@@ -12,26 +12,24 @@ from __future__ import annotations
 import math
 import random
 import statistics
-import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
-from agentwatch.alerts._passive import (
+from agentwatch.alerts._passive import check_passive_health
+from agentwatch.alerts._passive_detect import (
     Median,
     PassiveFinding,
     PassiveSettings,
-    check_passive_health,
     confidence_drop,
     longer_answers,
     silent_agent,
 )
-from agentwatch.storage import _health_queries as hq
-from agentwatch.storage._store import EmbeddedStore, apply_migrations
+from agentwatch.storage import _health_queries as health_queries
+from agentwatch.storage._store import EmbeddedStore
 from tests.alerts.workload import NS, Spans, at, ns
 
 SETTINGS = PassiveSettings(settle_s=0)
@@ -41,27 +39,6 @@ NOW = datetime.fromtimestamp(datetime.now(UTC).timestamp() // W * W, UTC)
 T0 = ns(NOW) - WINDOWS * W * NS
 LAST = WINDOWS - 1
 AGENTS = (("support", "refund"), ("tracker", "order_status"))
-
-
-@pytest.fixture(scope="module")
-def engine_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One chDB engine for the module (one per process); each test gets its own database."""
-    path = tmp_path_factory.mktemp("passive") / "data"
-    anchor = EmbeddedStore(path)
-    try:
-        yield path
-    finally:
-        anchor.close()
-
-
-@pytest.fixture
-def store(engine_dir: Path) -> Iterator[EmbeddedStore]:
-    opened = EmbeddedStore(engine_dir, database=f"t_{uuid.uuid4().hex[:12]}")
-    apply_migrations(opened)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 @dataclass(frozen=True)
@@ -126,7 +103,7 @@ def evaluate(store: EmbeddedStore, window: int = LAST) -> list[PassiveFinding]:
 
 
 def by_subject(findings: list[PassiveFinding], kind: str) -> dict[str, PassiveFinding]:
-    return {f.subject: f for f in findings if f.kind == kind}
+    return {finding.subject: finding for finding in findings if finding.kind == kind}
 
 
 # --- steady traffic ---------------------------------------------------------------------------
@@ -222,7 +199,7 @@ def test_output_token_medians_are_those_of_the_stored_calls(store: EmbeddedStore
         if attrs.get("gen_ai.operation.name") == "chat":
             key = (agent_of[trace], _window_of(ts, end))
             want[key].append(float(attrs["gen_ai.usage.output_tokens"]))
-    rows = hq.chat_output_tokens(store, end_ns=end, window_s=W, windows=WINDOWS).dicts()
+    rows = health_queries.chat_output_tokens(store, end_ns=end, window_s=W, windows=WINDOWS).dicts()
     got = {(r["agent"], r["window"]): (r["calls"], r["median_output_tokens"]) for r in rows}
     assert got == {key: (len(v), statistics.median(v)) for key, v in want.items()}
 
@@ -237,7 +214,7 @@ def test_a_decision_without_a_task_type_counts_for_its_traces_task_type(
         trace = spans.task(moment, agent="support", task_type="refund")
         spans.decision(moment + 1000, trace, spans.span_id[-3], confidence, "support", "")
     store.insert_arrow("otel_traces", spans.table())
-    rows = hq.decision_confidence(store, end_ns=end, window_s=W, windows=1).dicts()
+    rows = health_queries.decision_confidence(store, end_ns=end, window_s=W, windows=1).dicts()
     assert [(r["task_type"], r["decisions"], r["median_confidence"]) for r in rows] == [
         ("refund", 3, pytest.approx(0.4))
     ]

@@ -1,4 +1,4 @@
-"""Probes for the command-line tests (`agentwatch health run tests.health.probes_fixture`)."""
+"""Probes for the command-line tests (`agentwatch health run tests.app.probes_fixture`)."""
 
 from __future__ import annotations
 

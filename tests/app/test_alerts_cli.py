@@ -14,17 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from agentwatch.alerts._evaluator import AlertOptions, run_command
 from agentwatch.alerts._notify import RetryPolicy
 from agentwatch.alerts._rules import parse_rules
+from agentwatch.app._alerts_cli import AlertOptions, run_command
 from agentwatch.app._cli import main
 from agentwatch.query._endpoint import QueryEndpoint
-from agentwatch.storage import _alert_queries as q
+from agentwatch.storage import _alert_queries as alert_queries
 from agentwatch.storage._schema import SPANS_TABLE
 from agentwatch.storage._store import EmbeddedStore
-
-from .receiver import receiving, wait_until
-from .workload import NS, Spans, ns
+from tests.alerts.receiver import receiving, wait_until
+from tests.alerts.workload import NS, Spans, ns
 
 NOW = datetime.now(UTC)
 
@@ -147,11 +146,13 @@ def test_against_a_writable_server_the_evaluator_records_incidents(
         url = endpoint.client_url(failing_probe.database)
         stop, thread, codes = running(AlertOptions(), url, out, err)
         try:
-            wait_until(lambda: q.active_alerts(failing_probe).rows, timeout=30, what="a record")
+            wait_until(
+                lambda: alert_queries.active_alerts(failing_probe).rows, timeout=30, what="a record"
+            )
         finally:
             stop.set()
             thread.join(30)
-    [incident] = q.active_alerts(failing_probe).dicts()
+    [incident] = alert_queries.active_alerts(failing_probe).dicts()
     assert (codes, incident["rule"], incident["group_key"]) == (
         [0],
         "health check failing",

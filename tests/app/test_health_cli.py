@@ -20,7 +20,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 REPO = Path(__file__).resolve().parents[2]
-FIXTURE = "tests.health.probes_fixture"
+FIXTURE = "tests.app.probes_fixture"
+
+# Each test starts with an empty probe registry and leaves no scheduler running.
+pytestmark = pytest.mark.usefixtures("isolated_registry")
 
 
 def health_run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
+
+from agentwatch import _health
 
 ContextErrors = Callable[[], list[logging.LogRecord]]
 
@@ -27,3 +29,17 @@ def context_errors(caplog: pytest.LogCaptureFixture) -> ContextErrors:
         ]
 
     return errors
+
+
+@pytest.fixture
+def isolated_registry() -> Iterator[None]:
+    """An empty probe registry for the test, and no scheduler left running after it (the health
+    and expectation tests use it: ``pytestmark``)."""
+    saved = dict(_health._REGISTRY)
+    _health._REGISTRY.clear()
+    try:
+        yield
+    finally:
+        assert _health.stop_health_checks(timeout_s=5.0)
+        _health._REGISTRY.clear()
+        _health._REGISTRY.update(saved)

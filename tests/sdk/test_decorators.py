@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.trace import SpanKind, StatusCode
 
 import agentwatch as aw
-from agentwatch import _semconv as sc
+from agentwatch import _semconv as semconv
 from agentwatch._testing import CapturedSpans
 from tests.sdk.support import attrs, openai_chat, parent_id, span_id, trace_id
 
@@ -39,10 +39,10 @@ def test_agent_span_follows_genai_conventions(agentwatch_spans: CapturedSpans) -
 
     span = agentwatch_spans.one("invoke_agent support")
     assert span.kind is SpanKind.INTERNAL
-    assert attrs(span)[sc.GEN_AI_OPERATION_NAME] == "invoke_agent"
-    assert attrs(span)[sc.GEN_AI_AGENT_NAME] == "support"
-    assert attrs(span)[sc.GEN_AI_AGENT_DESCRIPTION] == "Handles tickets"
-    assert attrs(span)[sc.GEN_AI_AGENT_ID] == "a-1"
+    assert attrs(span)[semconv.GEN_AI_OPERATION_NAME] == "invoke_agent"
+    assert attrs(span)[semconv.GEN_AI_AGENT_NAME] == "support"
+    assert attrs(span)[semconv.GEN_AI_AGENT_DESCRIPTION] == "Handles tickets"
+    assert attrs(span)[semconv.GEN_AI_AGENT_ID] == "a-1"
     assert attrs(span)["agentwatch.task.type"] == "refund"
     assert attrs(span)["agentwatch.task.outcome"] == "completed"
     assert span.status.status_code is StatusCode.UNSET
@@ -55,7 +55,7 @@ def test_agent_name_defaults_to_the_function_name(agentwatch_spans: CapturedSpan
 
     triage()
 
-    assert attrs(agentwatch_spans.one("invoke_agent triage"))[sc.GEN_AI_AGENT_NAME] == "triage"
+    assert attrs(agentwatch_spans.one("invoke_agent triage"))[semconv.GEN_AI_AGENT_NAME] == "triage"
 
 
 def test_tool_span_follows_genai_conventions(agentwatch_spans: CapturedSpans) -> None:
@@ -71,10 +71,10 @@ def test_tool_span_follows_genai_conventions(agentwatch_spans: CapturedSpans) ->
 
     span = agentwatch_spans.one("execute_tool issue_refund")
     assert span.kind is SpanKind.INTERNAL
-    assert attrs(span)[sc.GEN_AI_OPERATION_NAME] == "execute_tool"
-    assert attrs(span)[sc.GEN_AI_TOOL_NAME] == "issue_refund"
-    assert attrs(span)[sc.GEN_AI_TOOL_TYPE] == "function"
-    assert attrs(span)[sc.GEN_AI_TOOL_DESCRIPTION] == "Refund an order."
+    assert attrs(span)[semconv.GEN_AI_OPERATION_NAME] == "execute_tool"
+    assert attrs(span)[semconv.GEN_AI_TOOL_NAME] == "issue_refund"
+    assert attrs(span)[semconv.GEN_AI_TOOL_TYPE] == "function"
+    assert attrs(span)[semconv.GEN_AI_TOOL_DESCRIPTION] == "Refund an order."
     assert attrs(span)["agentwatch.tool.tier"] == "write_risky"
 
 
@@ -86,7 +86,7 @@ def test_tool_name_and_description_can_be_given(agentwatch_spans: CapturedSpans)
     search()
 
     span = agentwatch_spans.one("execute_tool orders.search")
-    assert attrs(span)[sc.GEN_AI_TOOL_DESCRIPTION] == "Search orders"
+    assert attrs(span)[semconv.GEN_AI_TOOL_DESCRIPTION] == "Search orders"
     assert "agentwatch.tool.tier" not in attrs(span)
 
 
@@ -99,14 +99,14 @@ def test_llm_span_is_named_after_the_model_keyword(agentwatch_spans: CapturedSpa
 
     span = agentwatch_spans.one("chat gpt-4o")
     assert span.kind is SpanKind.CLIENT
-    assert attrs(span)[sc.GEN_AI_OPERATION_NAME] == "chat"
-    assert attrs(span)[sc.GEN_AI_PROVIDER_NAME] == "openai"
-    assert attrs(span)[sc.GEN_AI_REQUEST_MODEL] == "gpt-4o"
-    assert attrs(span)[sc.GEN_AI_RESPONSE_MODEL] == "gpt-4o-2024-08-06"
-    assert attrs(span)[sc.GEN_AI_RESPONSE_ID] == "chatcmpl-abc123"
-    assert attrs(span)[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",)
-    assert attrs(span)[sc.GEN_AI_USAGE_INPUT_TOKENS] == 120
-    assert attrs(span)[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 30
+    assert attrs(span)[semconv.GEN_AI_OPERATION_NAME] == "chat"
+    assert attrs(span)[semconv.GEN_AI_PROVIDER_NAME] == "openai"
+    assert attrs(span)[semconv.GEN_AI_REQUEST_MODEL] == "gpt-4o"
+    assert attrs(span)[semconv.GEN_AI_RESPONSE_MODEL] == "gpt-4o-2024-08-06"
+    assert attrs(span)[semconv.GEN_AI_RESPONSE_ID] == "chatcmpl-abc123"
+    assert attrs(span)[semconv.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",)
+    assert attrs(span)[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 120
+    assert attrs(span)[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 30
 
 
 def test_llm_model_given_to_the_decorator_names_the_span(agentwatch_spans: CapturedSpans) -> None:
@@ -117,8 +117,8 @@ def test_llm_model_given_to_the_decorator_names_the_span(agentwatch_spans: Captu
     assert ask("hi") == "plain text, no usage"
 
     span = agentwatch_spans.one("chat claude-3-5-haiku-20241022")
-    assert attrs(span)[sc.GEN_AI_REQUEST_MODEL] == "claude-3-5-haiku-20241022"
-    assert sc.GEN_AI_USAGE_INPUT_TOKENS not in attrs(span)
+    assert attrs(span)[semconv.GEN_AI_REQUEST_MODEL] == "claude-3-5-haiku-20241022"
+    assert semconv.GEN_AI_USAGE_INPUT_TOKENS not in attrs(span)
 
 
 def test_llm_span_takes_its_name_from_the_response_when_no_model_is_known(
@@ -131,8 +131,8 @@ def test_llm_span_takes_its_name_from_the_response_when_no_model_is_known(
     ask("hi")
 
     span = agentwatch_spans.one("chat gpt-4o-mini-2024-07-18")
-    assert sc.GEN_AI_REQUEST_MODEL not in attrs(span)
-    assert attrs(span)[sc.GEN_AI_RESPONSE_MODEL] == "gpt-4o-mini-2024-07-18"
+    assert semconv.GEN_AI_REQUEST_MODEL not in attrs(span)
+    assert attrs(span)[semconv.GEN_AI_RESPONSE_MODEL] == "gpt-4o-mini-2024-07-18"
 
 
 def test_llm_span_without_any_model_is_named_after_the_operation(
@@ -145,7 +145,7 @@ def test_llm_span_without_any_model_is_named_after_the_operation(
     complete("hi")
 
     span = agentwatch_spans.one("text_completion")
-    assert attrs(span)[sc.GEN_AI_OPERATION_NAME] == "text_completion"
+    assert attrs(span)[semconv.GEN_AI_OPERATION_NAME] == "text_completion"
 
 
 def test_decorated_function_keeps_its_name_doc_and_wrapped() -> None:
@@ -221,7 +221,7 @@ def test_async_agent_tool_llm_form_one_trace(agentwatch_spans: CapturedSpans) ->
         agentwatch_spans.one("execute_tool research"),
         agentwatch_spans.one("chat gpt-4o"),
     )
-    assert attrs(agentwatch_spans.one("chat gpt-4o"))[sc.GEN_AI_USAGE_INPUT_TOKENS] == 120
+    assert attrs(agentwatch_spans.one("chat gpt-4o"))[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 120
 
 
 def test_generator_agent_and_tool_form_one_trace(agentwatch_spans: CapturedSpans) -> None:
@@ -374,7 +374,7 @@ def test_instance_method_is_traced_and_bound(agentwatch_spans: CapturedSpans) ->
     assert service.lookup("o-1") == "order:o-1"
 
     assert service.calls == 1
-    assert attrs(agentwatch_spans.one("execute_tool lookup"))[sc.GEN_AI_TOOL_NAME] == "lookup"
+    assert attrs(agentwatch_spans.one("execute_tool lookup"))[semconv.GEN_AI_TOOL_NAME] == "lookup"
 
 
 def test_async_instance_method_is_traced(agentwatch_spans: CapturedSpans) -> None:
@@ -404,10 +404,10 @@ def test_method_arguments_are_captured_without_self_or_cls() -> None:
         OrderService().lookup("o-6")
         OrderService.describe("o-7")
 
-    assert attrs(captured.one("execute_tool lookup"))[sc.GEN_AI_TOOL_CALL_ARGUMENTS] == (
+    assert attrs(captured.one("execute_tool lookup"))[semconv.GEN_AI_TOOL_CALL_ARGUMENTS] == (
         '{"order_id": "o-6"}'
     )
-    assert attrs(captured.one("execute_tool describe"))[sc.GEN_AI_TOOL_CALL_ARGUMENTS] == (
+    assert attrs(captured.one("execute_tool describe"))[semconv.GEN_AI_TOOL_CALL_ARGUMENTS] == (
         '{"order_id": "o-7"}'
     )
 
@@ -476,9 +476,9 @@ def test_every_span_of_a_run_carries_its_task_type(agentwatch_spans: CapturedSpa
     lookup()
 
     inside, outside = agentwatch_spans.named("execute_tool lookup")
-    assert attrs(inside)[sc.TASK_TYPE] == "refund"
-    assert attrs(agentwatch_spans.one("chat gpt-4o"))[sc.TASK_TYPE] == "refund"
-    assert sc.TASK_TYPE not in attrs(outside)
+    assert attrs(inside)[semconv.TASK_TYPE] == "refund"
+    assert attrs(agentwatch_spans.one("chat gpt-4o"))[semconv.TASK_TYPE] == "refund"
+    assert semconv.TASK_TYPE not in attrs(outside)
 
 
 def test_an_agent_declares_its_tools(agentwatch_spans: CapturedSpans) -> None:
@@ -494,7 +494,7 @@ def test_an_agent_declares_its_tools(agentwatch_spans: CapturedSpans) -> None:
 
     handle()
     root = agentwatch_spans.one("invoke_agent handle")
-    assert attrs(root)[sc.AGENT_TOOLS] == ("search_orders", "close_account")
+    assert attrs(root)[semconv.AGENT_TOOLS] == ("search_orders", "close_account")
 
 
 def test_declaring_something_that_is_not_a_tool_is_a_configuration_error() -> None:

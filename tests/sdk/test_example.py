@@ -15,7 +15,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 
 import agentwatch as aw
-from agentwatch import _semconv as sc
+from agentwatch import _semconv as semconv
 from agentwatch._testing import CapturedSpans
 from tests.sdk.conftest import ContextErrors
 from tests.sdk.support import attrs, parent_id, span_id, trace_id
@@ -73,14 +73,14 @@ def test_support_runs_record_every_outcome(spans: list[ReadableSpan]) -> None:
     (limited,) = [s for s in spans if attrs(s).get("agentwatch.limit.exceeded")]
     assert attrs(limited)["agentwatch.limit.exceeded"] == "iterations"
     (failed,) = [s for s in spans if attrs(s).get("agentwatch.task.outcome") == "failed"]
-    assert attrs(failed)[sc.ERROR_TYPE] == "TimeoutError"
+    assert attrs(failed)[semconv.ERROR_TYPE] == "TimeoutError"
 
 
 def test_tools_carry_their_tiers(spans: list[ReadableSpan]) -> None:
     tiers = {
-        attrs(s)[sc.GEN_AI_TOOL_NAME]: attrs(s).get("agentwatch.tool.tier")
+        attrs(s)[semconv.GEN_AI_TOOL_NAME]: attrs(s).get("agentwatch.tool.tier")
         for s in spans
-        if attrs(s).get(sc.GEN_AI_OPERATION_NAME) == "execute_tool"
+        if attrs(s).get(semconv.GEN_AI_OPERATION_NAME) == "execute_tool"
     }
 
     assert tiers == {
@@ -114,29 +114,29 @@ def test_async_gather_tools_and_sub_agent_nest_under_triage(spans: list[Readable
 
 def test_llm_usage_is_read_from_every_response_shape(spans: list[ReadableSpan]) -> None:
     (chat,) = named(spans, "chat gpt-4o")[:1]
-    assert attrs(chat)[sc.GEN_AI_RESPONSE_MODEL] == "gpt-4o-2024-08-06"
-    assert attrs(chat)[sc.GEN_AI_USAGE_CACHE_READ_TOKENS] == 256
+    assert attrs(chat)[semconv.GEN_AI_RESPONSE_MODEL] == "gpt-4o-2024-08-06"
+    assert attrs(chat)[semconv.GEN_AI_USAGE_CACHE_READ_TOKENS] == 256
 
     (openai_stream,) = named(spans, "chat gpt-4o-mini")
-    assert attrs(openai_stream)[sc.GEN_AI_USAGE_INPUT_TOKENS] == 410
-    assert attrs(openai_stream)[sc.GEN_AI_OUTPUT_MESSAGES] == (
+    assert attrs(openai_stream)[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 410
+    assert attrs(openai_stream)[semconv.GEN_AI_OUTPUT_MESSAGES] == (
         "Thanks for reaching out. Your order is on its way."
     )
 
     (anthropic,) = named(spans, "chat claude-3-5-haiku-20241022")
-    assert attrs(anthropic)[sc.GEN_AI_USAGE_INPUT_TOKENS] == 120 + 900
-    assert attrs(anthropic)[sc.GEN_AI_PROVIDER_NAME] == "anthropic"
+    assert attrs(anthropic)[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 120 + 900
+    assert attrs(anthropic)[semconv.GEN_AI_PROVIDER_NAME] == "anthropic"
 
     (anthropic_stream,) = named(spans, "chat claude-3-5-sonnet-20241022")
-    assert attrs(anthropic_stream)[sc.GEN_AI_USAGE_INPUT_TOKENS] == 80
-    assert attrs(anthropic_stream)[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 9
+    assert attrs(anthropic_stream)[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 80
+    assert attrs(anthropic_stream)[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 9
 
 
 def test_manual_usage_lands_on_the_tool_span(spans: list[ReadableSpan]) -> None:
     search = named(spans, "execute_tool search_kb")[0]
 
-    assert attrs(search)[sc.GEN_AI_RESPONSE_MODEL] == "text-embedding-3-small"
-    assert attrs(search)[sc.GEN_AI_USAGE_INPUT_TOKENS] == 12
+    assert attrs(search)[semconv.GEN_AI_RESPONSE_MODEL] == "text-embedding-3-small"
+    assert attrs(search)[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 12
 
 
 def test_decisions_are_routed_and_reasoning_is_redacted(spans: list[ReadableSpan]) -> None:

@@ -12,6 +12,9 @@ from pydantic import BaseModel
 from agentwatch import expect
 from agentwatch._expectations import Failure
 
+# Each test starts with an empty probe registry and leaves no scheduler running.
+pytestmark = pytest.mark.usefixtures("isolated_registry")
+
 
 class Refund(BaseModel):
     days: int

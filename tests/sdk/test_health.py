@@ -20,6 +20,9 @@ from agentwatch._health import (
 from agentwatch._testing import attributes as attrs
 from tests.sdk.support import parent_id, span_id, trace_id
 
+# Each test starts with an empty probe registry and leaves no scheduler running.
+pytestmark = pytest.mark.usefixtures("isolated_registry")
+
 _THIRTY_DAYS = aw.expect.contains("30 days")
 
 

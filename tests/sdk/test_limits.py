@@ -13,7 +13,7 @@ import pytest
 from opentelemetry.trace import StatusCode
 
 import agentwatch as aw
-from agentwatch import _semconv as sc
+from agentwatch import _semconv as semconv
 from agentwatch._limits import estimate_cost_usd
 from agentwatch._testing import CapturedSpans
 from tests.sdk.support import attrs, openai_chat, openai_chunks
@@ -24,8 +24,8 @@ def limit_attrs(captured: CapturedSpans, name: str) -> tuple[Any, ...]:
     return (
         span_attrs.get("agentwatch.task.outcome"),
         span_attrs.get("agentwatch.limit.exceeded"),
-        span_attrs.get(sc.LIMIT_VALUE),
-        span_attrs.get(sc.LIMIT_MAXIMUM),
+        span_attrs.get(semconv.LIMIT_VALUE),
+        span_attrs.get(semconv.LIMIT_MAXIMUM),
     )
 
 
@@ -49,9 +49,9 @@ def test_iterations_limit(agentwatch_spans: CapturedSpans) -> None:
         2.0,
     )
     span = agentwatch_spans.one("invoke_agent loop")
-    assert attrs(span)[sc.TASK_ITERATIONS] == 3
+    assert attrs(span)[semconv.TASK_ITERATIONS] == 3
     assert span.status.status_code is StatusCode.ERROR
-    assert attrs(span)[sc.ERROR_TYPE] == "agentwatch._errors.AgentLimitExceeded"
+    assert attrs(span)[semconv.ERROR_TYPE] == "agentwatch._errors.AgentLimitExceeded"
 
 
 def test_tokens_limit_stops_the_llm_call_that_crosses_it(agentwatch_spans: CapturedSpans) -> None:
@@ -298,7 +298,7 @@ def test_iterations_are_each_agents_own(agentwatch_spans: CapturedSpans) -> None
 
     assert outer() == 5
     (outer_span,) = agentwatch_spans.named("invoke_agent outer")
-    assert attrs(outer_span)[sc.TASK_ITERATIONS] == 1
+    assert attrs(outer_span)[semconv.TASK_ITERATIONS] == 1
 
 
 def test_iteration_outside_an_agent_counts_nothing() -> None:

@@ -15,7 +15,7 @@ from benchmarks.bench_redact import ADVERSARIAL
 from opentelemetry.sdk.trace import ReadableSpan
 
 import agentwatch as aw
-from agentwatch import _semconv as sc
+from agentwatch import _semconv as semconv
 from agentwatch._config import STATE
 from agentwatch._decorators import record_error
 from agentwatch._redact import default_redactor, exception_stacktrace
@@ -269,12 +269,12 @@ def test_with_capture_on_text_is_recorded_redacted_everywhere() -> None:
         run_every_path()
 
     tool = attrs(captured.one("execute_tool lookup"))
-    assert "[REDACTED:card]" in tool[sc.GEN_AI_TOOL_CALL_ARGUMENTS]
-    assert "[REDACTED:iban]" in tool[sc.GEN_AI_TOOL_CALL_RESULT]
+    assert "[REDACTED:card]" in tool[semconv.GEN_AI_TOOL_CALL_ARGUMENTS]
+    assert "[REDACTED:iban]" in tool[semconv.GEN_AI_TOOL_CALL_RESULT]
     decision = attrs(captured.one("decision refund"))
-    assert "[REDACTED:jwt]" in decision[sc.DECISION_REASONING]
-    assert "[REDACTED:private_key]" in attrs(captured.one("feedback"))[sc.FEEDBACK_COMMENT]
-    answer = attrs(captured.one("health_check privacy-answer"))[sc.HEALTH_ANSWER]
+    assert "[REDACTED:jwt]" in decision[semconv.DECISION_REASONING]
+    assert "[REDACTED:private_key]" in attrs(captured.one("feedback"))[semconv.FEEDBACK_COMMENT]
+    answer = attrs(captured.one("health_check privacy-answer"))[semconv.HEALTH_ANSWER]
     assert "[REDACTED:card]" in answer
 
     failed = captured.one("execute_tool process")
@@ -298,7 +298,7 @@ def test_with_capture_off_exceptions_carry_the_type_and_frames_but_no_message() 
 
     failed = captured.one("execute_tool process")
     assert failed.status.description == "ValueError"
-    assert attrs(failed)[sc.ERROR_TYPE] == "ValueError"
+    assert attrs(failed)[semconv.ERROR_TYPE] == "ValueError"
     (event,) = failed.events
     event_attrs = event.attributes or {}
     assert event_attrs["exception.type"] == "ValueError"
@@ -314,15 +314,15 @@ def test_with_capture_off_exceptions_carry_the_type_and_frames_but_no_message() 
     llm = captured.one("chat")  # the async call that raised (no model: none was passed)
     assert llm.status.description == "tests.sdk.test_privacy.Refused"
     raising = attrs(captured.one("health_check privacy-raises"))
-    assert raising[sc.HEALTH_REASON] == "the probe raised ConnectionError"
-    assert sc.HEALTH_ANSWER not in attrs(captured.one("health_check privacy-answer"))
+    assert raising[semconv.HEALTH_REASON] == "the probe raised ConnectionError"
+    assert semconv.HEALTH_ANSWER not in attrs(captured.one("health_check privacy-answer"))
     for name in ("execute_tool lookup", "decision refund"):
         span_attrs = attrs(captured.one(name))
-        assert sc.GEN_AI_TOOL_CALL_ARGUMENTS not in span_attrs
-        assert sc.DECISION_REASONING not in span_attrs
+        assert semconv.GEN_AI_TOOL_CALL_ARGUMENTS not in span_attrs
+        assert semconv.DECISION_REASONING not in span_attrs
     # Feedback comments and outcome reasons are recorded in every mode, redacted.
-    assert "[REDACTED:card]" in attrs(captured.one("feedback"))[sc.FEEDBACK_COMMENT]
-    outcome_reason = attrs(captured.one("invoke_agent support"))[sc.TASK_OUTCOME_REASON]
+    assert "[REDACTED:card]" in attrs(captured.one("feedback"))[semconv.FEEDBACK_COMMENT]
+    outcome_reason = attrs(captured.one("invoke_agent support"))[semconv.TASK_OUTCOME_REASON]
     assert "[REDACTED:card]" in outcome_reason
 
 
@@ -364,7 +364,7 @@ def test_a_secret_straddling_the_cut_is_not_half_shipped() -> None:
     with aw.capture_spans(capture_content=True, max_content_chars=50) as captured:
         ask(prefix + " sk-proj-abcDEF1234567890xyzABC and more text after it")
 
-    text = attrs(captured.one("chat claude-3-5-sonnet-20241022"))[sc.GEN_AI_INPUT_MESSAGES]
+    text = attrs(captured.one("chat claude-3-5-sonnet-20241022"))[semconv.GEN_AI_INPUT_MESSAGES]
     assert text.startswith(prefix + " [REDACTED")
     assert "sk-proj" not in text
     assert "abc" not in text
@@ -375,7 +375,7 @@ def test_an_unterminated_private_key_cut_by_the_limit_is_redacted_to_the_end() -
     with aw.capture_spans(capture_content=True, max_content_chars=200) as captured:
         ask("here: " + long_key)
 
-    text = attrs(captured.one("chat claude-3-5-sonnet-20241022"))[sc.GEN_AI_INPUT_MESSAGES]
+    text = attrs(captured.one("chat claude-3-5-sonnet-20241022"))[semconv.GEN_AI_INPUT_MESSAGES]
     assert text.startswith("here: [REDACTED:private_key]")
     assert PEM_BODY[:20] not in text
 

@@ -9,7 +9,7 @@ import pytest
 from opentelemetry.trace import StatusCode
 
 import agentwatch as aw
-from agentwatch import _semconv as sc
+from agentwatch import _semconv as semconv
 from agentwatch._testing import CapturedSpans
 from tests.sdk.support import attrs, parent_id, span_id, trace_id
 
@@ -25,7 +25,7 @@ def test_outcome_defaults_to_completed(agentwatch_spans: CapturedSpans) -> None:
 
     span_attrs = attrs(agentwatch_spans.one("invoke_agent handle"))
     assert span_attrs["agentwatch.task.outcome"] == "completed"
-    assert sc.TASK_OUTCOME_REASON not in span_attrs
+    assert semconv.TASK_OUTCOME_REASON not in span_attrs
 
 
 def test_outcome_is_failed_with_the_error_type_when_the_agent_raises(
@@ -40,7 +40,7 @@ def test_outcome_is_failed_with_the_error_type_when_the_agent_raises(
 
     span_attrs = attrs(agentwatch_spans.one("invoke_agent handle"))
     assert span_attrs["agentwatch.task.outcome"] == "failed"
-    assert span_attrs[sc.TASK_OUTCOME_REASON] == "LookupError"
+    assert span_attrs[semconv.TASK_OUTCOME_REASON] == "LookupError"
 
 
 def test_set_outcome_escalated_with_reason(agentwatch_spans: CapturedSpans) -> None:
@@ -53,7 +53,7 @@ def test_set_outcome_escalated_with_reason(agentwatch_spans: CapturedSpans) -> N
 
     span = agentwatch_spans.one("invoke_agent handle")
     assert attrs(span)["agentwatch.task.outcome"] == "escalated"
-    assert attrs(span)[sc.TASK_OUTCOME_REASON] == "customer asked for a human"
+    assert attrs(span)[semconv.TASK_OUTCOME_REASON] == "customer asked for a human"
     assert span.status.status_code is StatusCode.UNSET
 
 
@@ -166,11 +166,11 @@ def test_record_decision_is_a_span_under_the_agent_with_its_task_type(
     assert parent_id(span) == span_id(agent_span)
     assert trace_id(span) == trace_id(agent_span)
     assert dict(attrs(span)) == {
-        sc.GEN_AI_OPERATION_NAME: "decision",
+        semconv.GEN_AI_OPERATION_NAME: "decision",
         "agentwatch.decision.name": "approve_refund",
         "agentwatch.decision.confidence": 0.72,
         "agentwatch.decision.route": "review",
-        sc.GEN_AI_AGENT_NAME: "support",
+        semconv.GEN_AI_AGENT_NAME: "support",
         "agentwatch.task.type": "refund",
     }
 
@@ -188,7 +188,7 @@ def test_decision_inherits_task_type_from_an_outer_agent(agentwatch_spans: Captu
 
     span_attrs = attrs(agentwatch_spans.one("decision category"))
     assert span_attrs["agentwatch.task.type"] == "technical_issue"
-    assert span_attrs[sc.GEN_AI_AGENT_NAME] == "classifier"
+    assert span_attrs[semconv.GEN_AI_AGENT_NAME] == "classifier"
 
 
 def test_decision_with_explicit_route_overrides_thresholds(
@@ -340,12 +340,12 @@ def test_feedback_lands_in_the_target_trace_under_the_target_span(
     assert trace_id(feedback) == trace_id(agent_span)
     assert parent_id(feedback) == span_id(agent_span)
     assert dict(attrs(feedback)) == {
-        sc.GEN_AI_OPERATION_NAME: "feedback",
+        semconv.GEN_AI_OPERATION_NAME: "feedback",
         "agentwatch.feedback.thumbs_up": False,
         "agentwatch.feedback.score": 0.25,
         "agentwatch.feedback.correct": False,
         "agentwatch.feedback.comment": "wrong amount",
-        sc.FEEDBACK_TARGET_SPAN_ID: f"{span_id(agent_span):016x}",
+        semconv.FEEDBACK_TARGET_SPAN_ID: f"{span_id(agent_span):016x}",
     }
 
 
@@ -367,7 +367,7 @@ def test_feedback_on_a_bare_trace_id_names_no_span(agentwatch_spans: CapturedSpa
 
     feedback = agentwatch_spans.one("feedback")
     assert trace_id(feedback) == 0x0AF7651916CD43DD8448EB211C80319C
-    assert sc.FEEDBACK_TARGET_SPAN_ID not in attrs(feedback)
+    assert semconv.FEEDBACK_TARGET_SPAN_ID not in attrs(feedback)
     assert attrs(feedback)["agentwatch.feedback.score"] == 1.0
 
 

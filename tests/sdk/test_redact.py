@@ -9,16 +9,16 @@ from typing import Any
 import pytest
 
 import agentwatch as aw
-from agentwatch import _semconv as sc
+from agentwatch import _semconv as semconv
 from agentwatch._redact import truncate
 from agentwatch._testing import CapturedSpans
 from tests.sdk.support import anthropic_message, attrs, openai_chat, openai_chunks
 
 CONTENT_KEYS = (
-    sc.GEN_AI_INPUT_MESSAGES,
-    sc.GEN_AI_OUTPUT_MESSAGES,
-    sc.GEN_AI_TOOL_CALL_ARGUMENTS,
-    sc.GEN_AI_TOOL_CALL_RESULT,
+    semconv.GEN_AI_INPUT_MESSAGES,
+    semconv.GEN_AI_OUTPUT_MESSAGES,
+    semconv.GEN_AI_TOOL_CALL_ARGUMENTS,
+    semconv.GEN_AI_TOOL_CALL_RESULT,
 )
 
 
@@ -104,10 +104,10 @@ def test_captured_tool_arguments_and_result_are_redacted() -> None:
         run_everything()
 
     span_attrs = attrs(captured.one("execute_tool find_customer"))
-    assert span_attrs[sc.GEN_AI_TOOL_CALL_ARGUMENTS] == (
+    assert span_attrs[semconv.GEN_AI_TOOL_CALL_ARGUMENTS] == (
         '{"email": "[REDACTED:email]", "note": "VIP"}'
     )
-    assert span_attrs[sc.GEN_AI_TOOL_CALL_RESULT] == (
+    assert span_attrs[semconv.GEN_AI_TOOL_CALL_RESULT] == (
         '{"email": "[REDACTED:email]", "phone": "[REDACTED:phone]"}'
     )
 
@@ -117,21 +117,21 @@ def test_captured_llm_input_and_output_are_redacted() -> None:
         run_everything()
 
     openai_attrs = attrs(captured.one("chat gpt-4o"))
-    assert openai_attrs[sc.GEN_AI_INPUT_MESSAGES] == (
+    assert openai_attrs[semconv.GEN_AI_INPUT_MESSAGES] == (
         '[{"role": "user", "content": "my key is [REDACTED:api_key]"}]'
     )
-    assert openai_attrs[sc.GEN_AI_OUTPUT_MESSAGES] == "Sure, I emailed [REDACTED:email]"
+    assert openai_attrs[semconv.GEN_AI_OUTPUT_MESSAGES] == "Sure, I emailed [REDACTED:email]"
 
     anthropic_attrs = attrs(captured.one("chat claude-3-5-sonnet-20241022"))
-    assert anthropic_attrs[sc.GEN_AI_INPUT_MESSAGES] == "[REDACTED:bearer]"
-    assert anthropic_attrs[sc.GEN_AI_OUTPUT_MESSAGES] == "Card [REDACTED:card] refunded"
+    assert anthropic_attrs[semconv.GEN_AI_INPUT_MESSAGES] == "[REDACTED:bearer]"
+    assert anthropic_attrs[semconv.GEN_AI_OUTPUT_MESSAGES] == "Card [REDACTED:card] refunded"
 
 
 def test_captured_stream_text_is_joined_then_redacted() -> None:
     with aw.capture_spans(capture_content=True) as captured:
         list(stream_openai([{"role": "user", "content": "hi"}], model="gpt-4o-mini"))
 
-    assert attrs(captured.one("chat gpt-4o-mini"))[sc.GEN_AI_OUTPUT_MESSAGES] == (
+    assert attrs(captured.one("chat gpt-4o-mini"))[semconv.GEN_AI_OUTPUT_MESSAGES] == (
         "reach me at [REDACTED:email]"
     )
 
@@ -144,14 +144,16 @@ def test_llm_generator_stream_text_is_captured() -> None:
     with aw.capture_spans(capture_content=True) as captured:
         list(ask(model="gpt-4o"))
 
-    assert attrs(captured.one("chat gpt-4o"))[sc.GEN_AI_OUTPUT_MESSAGES] == "one two"
+    assert attrs(captured.one("chat gpt-4o"))[semconv.GEN_AI_OUTPUT_MESSAGES] == "one two"
 
 
 def test_captured_content_is_truncated_to_max_content_chars() -> None:
     with aw.capture_spans(capture_content=True, max_content_chars=20) as captured:
         find_customer("x" * 200)
 
-    arguments = attrs(captured.one("execute_tool find_customer"))[sc.GEN_AI_TOOL_CALL_ARGUMENTS]
+    arguments = attrs(captured.one("execute_tool find_customer"))[
+        semconv.GEN_AI_TOOL_CALL_ARGUMENTS
+    ]
     full = '{"email": "' + "x" * 200 + '"}'
     assert arguments == f"{full[:20]}...[truncated {len(full) - 20} chars]"
 
@@ -161,7 +163,7 @@ def test_truncation_happens_after_redaction() -> None:
     with aw.capture_spans(capture_content=True, max_content_chars=15) as captured:
         ask_anthropic("sk-abcdefghijklmnopqrstuvwxyz0123")
 
-    text = attrs(captured.one("chat claude-3-5-sonnet-20241022"))[sc.GEN_AI_INPUT_MESSAGES]
+    text = attrs(captured.one("chat claude-3-5-sonnet-20241022"))[semconv.GEN_AI_INPUT_MESSAGES]
     assert text.startswith("[REDACTED:api_k...[truncated")
     assert "abcdefgh" not in text
 
@@ -173,9 +175,9 @@ def test_custom_redactor_replaces_the_default() -> None:
     with aw.capture_spans(capture_content=True, redact=shout) as captured:
         ask_anthropic("jane@example.com")
 
-    assert attrs(captured.one("chat claude-3-5-sonnet-20241022"))[sc.GEN_AI_INPUT_MESSAGES] == (
-        "JANE@EXAMPLE.COM"
-    )
+    assert attrs(captured.one("chat claude-3-5-sonnet-20241022"))[
+        semconv.GEN_AI_INPUT_MESSAGES
+    ] == ("JANE@EXAMPLE.COM")
 
 
 def test_make_redactor_configured_redacts_extra_patterns() -> None:
@@ -184,6 +186,6 @@ def test_make_redactor_configured_redacts_extra_patterns() -> None:
     with aw.capture_spans(capture_content=True, redact=redact) as captured:
         find_customer("jane@example.com", note="about ORD-99812")
 
-    assert attrs(captured.one("execute_tool find_customer"))[sc.GEN_AI_TOOL_CALL_ARGUMENTS] == (
-        '{"email": "[REDACTED:email]", "note": "about [REDACTED]"}'
-    )
+    assert attrs(captured.one("execute_tool find_customer"))[
+        semconv.GEN_AI_TOOL_CALL_ARGUMENTS
+    ] == ('{"email": "[REDACTED:email]", "note": "about [REDACTED]"}')

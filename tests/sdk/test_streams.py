@@ -14,7 +14,7 @@ from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 
 import agentwatch as aw
-from agentwatch import _semconv as sc
+from agentwatch import _semconv as semconv
 from agentwatch._testing import CapturedSpans
 from tests.sdk.conftest import ContextErrors
 from tests.sdk.support import (
@@ -55,11 +55,11 @@ def test_returned_openai_stream_ends_the_span_when_consumed_with_final_usage(
 
     assert len(chunks) == 5
     span = agentwatch_spans.one("chat gpt-4o")
-    assert attrs(span)[sc.GEN_AI_USAGE_INPUT_TOKENS] == 80
-    assert attrs(span)[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 12
-    assert attrs(span)[sc.GEN_AI_USAGE_CACHE_READ_TOKENS] == 16
-    assert attrs(span)[sc.GEN_AI_RESPONSE_MODEL] == "gpt-4o-2024-08-06"
-    assert attrs(span)[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",)
+    assert attrs(span)[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 80
+    assert attrs(span)[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 12
+    assert attrs(span)[semconv.GEN_AI_USAGE_CACHE_READ_TOKENS] == 16
+    assert attrs(span)[semconv.GEN_AI_RESPONSE_MODEL] == "gpt-4o-2024-08-06"
+    assert attrs(span)[semconv.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",)
     assert context_errors() == []
 
 
@@ -77,11 +77,11 @@ def test_returned_anthropic_event_objects_are_read_across_events(
 
     span = agentwatch_spans.one("chat claude-3-5-haiku-20241022")
     # message_start carries the input side, message_delta the cumulative output count.
-    assert attrs(span)[sc.GEN_AI_USAGE_INPUT_TOKENS] == 100
-    assert attrs(span)[sc.GEN_AI_USAGE_CACHE_READ_TOKENS] == 40
-    assert attrs(span)[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 25
-    assert attrs(span)[sc.GEN_AI_RESPONSE_ID] == "msg_stream1"
-    assert attrs(span)[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("end_turn",)
+    assert attrs(span)[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 100
+    assert attrs(span)[semconv.GEN_AI_USAGE_CACHE_READ_TOKENS] == 40
+    assert attrs(span)[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 25
+    assert attrs(span)[semconv.GEN_AI_RESPONSE_ID] == "msg_stream1"
+    assert attrs(span)[semconv.GEN_AI_RESPONSE_FINISH_REASONS] == ("end_turn",)
 
 
 def test_returned_openai_responses_stream_takes_usage_from_response_completed(
@@ -94,8 +94,8 @@ def test_returned_openai_responses_stream_takes_usage_from_response_completed(
     list(ask("hi"))
 
     span = agentwatch_spans.one("chat gpt-4o-mini")
-    assert attrs(span)[sc.GEN_AI_USAGE_INPUT_TOKENS] == 90
-    assert attrs(span)[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 20
+    assert attrs(span)[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 90
+    assert attrs(span)[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 20
 
 
 def test_async_llm_returning_an_async_stream_ends_when_consumed(
@@ -112,8 +112,8 @@ def test_async_llm_returning_an_async_stream_ends_when_consumed(
 
     assert asyncio.run(main()) == 5
     span = agentwatch_spans.one("chat gpt-4o")
-    assert attrs(span)[sc.GEN_AI_USAGE_INPUT_TOKENS] == 33
-    assert attrs(span)[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 7
+    assert attrs(span)[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 33
+    assert attrs(span)[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 7
     assert context_errors() == []
 
 
@@ -149,7 +149,7 @@ def test_stream_closed_early_ends_the_span_with_the_usage_seen_so_far(
 
     assert source.closed
     span = agentwatch_spans.one("chat claude-3-5-haiku-20241022")
-    assert attrs(span)[sc.GEN_AI_USAGE_INPUT_TOKENS] == 60
+    assert attrs(span)[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 60
     assert span.status.status_code is StatusCode.UNSET
     assert context_errors() == []
 
@@ -191,7 +191,7 @@ def test_error_inside_a_stream_marks_the_span_failed(agentwatch_spans: CapturedS
 
     span = agentwatch_spans.one("chat gpt-4o")
     assert span.status.status_code is StatusCode.ERROR
-    assert attrs(span)[sc.ERROR_TYPE].endswith("StreamBroke")
+    assert attrs(span)[semconv.ERROR_TYPE].endswith("StreamBroke")
 
 
 def test_stream_consumed_in_another_task_than_the_one_that_created_it(
@@ -209,7 +209,7 @@ def test_stream_consumed_in_another_task_than_the_one_that_created_it(
         return await asyncio.create_task(consume(stream))
 
     assert asyncio.run(main()) == 5
-    assert attrs(agentwatch_spans.one("chat gpt-4o"))[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 3
+    assert attrs(agentwatch_spans.one("chat gpt-4o"))[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 3
     assert context_errors() == []
 
 
@@ -226,9 +226,9 @@ def test_llm_generator_function_reads_usage_from_the_chunks_it_yields(
     assert len(list(ask(model="gpt-4o"))) == 5
 
     span = agentwatch_spans.one("chat gpt-4o")
-    assert attrs(span)[sc.GEN_AI_USAGE_INPUT_TOKENS] == 41
-    assert attrs(span)[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 9
-    assert attrs(span)[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",)
+    assert attrs(span)[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 41
+    assert attrs(span)[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 9
+    assert attrs(span)[semconv.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",)
     assert context_errors() == []
 
 
@@ -247,8 +247,8 @@ def test_llm_async_generator_function_reads_usage_from_anthropic_events(
 
     assert asyncio.run(main()) == events
     span = agentwatch_spans.one("chat claude-3-5-haiku-20241022")
-    assert attrs(span)[sc.GEN_AI_USAGE_INPUT_TOKENS] == 70
-    assert attrs(span)[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 30
+    assert attrs(span)[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 70
+    assert attrs(span)[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 30
     assert context_errors() == []
 
 

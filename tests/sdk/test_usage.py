@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import agentwatch as aw
-from agentwatch import _semconv as sc
+from agentwatch import _semconv as semconv
 from agentwatch._testing import CapturedSpans
 from agentwatch._usage import (
     Usage,
@@ -217,11 +217,11 @@ def test_llm_span_records_openai_cached_and_reasoning_tokens(
     ask(model="o3-mini")
 
     span_attrs = attrs(agentwatch_spans.one("chat o3-mini"))
-    assert span_attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] == 1000
-    assert span_attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 500
-    assert span_attrs[sc.GEN_AI_USAGE_CACHE_READ_TOKENS] == 600
-    assert span_attrs[sc.GEN_AI_USAGE_REASONING_TOKENS] == 320
-    assert sc.GEN_AI_USAGE_CACHE_WRITE_TOKENS not in span_attrs
+    assert span_attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 1000
+    assert span_attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 500
+    assert span_attrs[semconv.GEN_AI_USAGE_CACHE_READ_TOKENS] == 600
+    assert span_attrs[semconv.GEN_AI_USAGE_REASONING_TOKENS] == 320
+    assert semconv.GEN_AI_USAGE_CACHE_WRITE_TOKENS not in span_attrs
 
 
 @shape
@@ -235,10 +235,10 @@ def test_llm_span_records_anthropic_cache_tokens(
     ask("hi")
 
     span_attrs = attrs(agentwatch_spans.one("chat claude-3-5-sonnet-20241022"))
-    assert span_attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] == 2400
-    assert span_attrs[sc.GEN_AI_USAGE_CACHE_READ_TOKENS] == 2000
-    assert span_attrs[sc.GEN_AI_USAGE_CACHE_WRITE_TOKENS] == 300
-    assert span_attrs[sc.GEN_AI_PROVIDER_NAME] == "anthropic"
+    assert span_attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 2400
+    assert span_attrs[semconv.GEN_AI_USAGE_CACHE_READ_TOKENS] == 2000
+    assert span_attrs[semconv.GEN_AI_USAGE_CACHE_WRITE_TOKENS] == 300
+    assert span_attrs[semconv.GEN_AI_PROVIDER_NAME] == "anthropic"
 
 
 def test_record_usage_puts_manual_counts_on_the_current_span(
@@ -259,8 +259,8 @@ def test_record_usage_puts_manual_counts_on_the_current_span(
     ask("hi")
 
     span_attrs = attrs(agentwatch_spans.one("chat"))
-    assert span_attrs[sc.GEN_AI_RESPONSE_MODEL] == "my-finetune"
-    assert span_attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] == 70
-    assert span_attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 11
-    assert span_attrs[sc.GEN_AI_USAGE_CACHE_READ_TOKENS] == 5
-    assert span_attrs[sc.GEN_AI_USAGE_REASONING_TOKENS] == 3
+    assert span_attrs[semconv.GEN_AI_RESPONSE_MODEL] == "my-finetune"
+    assert span_attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 70
+    assert span_attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 11
+    assert span_attrs[semconv.GEN_AI_USAGE_CACHE_READ_TOKENS] == 5
+    assert span_attrs[semconv.GEN_AI_USAGE_REASONING_TOKENS] == 3
