@@ -18,7 +18,7 @@ from google.protobuf.json_format import MessageToDict
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from agentwatch import _semconv as sc
+from agentwatch import _semconv as semconv
 from agentwatch._errors import ConfigurationError
 from agentwatch.app._collector import Collector, CollectorConfig
 from agentwatch.collector._content import (
@@ -57,15 +57,15 @@ SECRET_TEXT = f"please refund card {CARD}, mail {EMAIL}, key {OPENAI_KEY} thanks
 # One key per convention entry and prefix, as senders set them.
 CONTENT_EXAMPLES: dict[str, tuple[str, ...]] = {
     "agentwatch SDK": (
-        sc.GEN_AI_INPUT_MESSAGES,
-        sc.GEN_AI_OUTPUT_MESSAGES,
-        sc.GEN_AI_TOOL_CALL_ARGUMENTS,
-        sc.GEN_AI_TOOL_CALL_RESULT,
-        sc.DECISION_REASONING,
-        sc.HEALTH_ANSWER,
-        sc.HEALTH_REASON,
-        sc.FEEDBACK_COMMENT,
-        sc.TASK_OUTCOME_REASON,
+        semconv.GEN_AI_INPUT_MESSAGES,
+        semconv.GEN_AI_OUTPUT_MESSAGES,
+        semconv.GEN_AI_TOOL_CALL_ARGUMENTS,
+        semconv.GEN_AI_TOOL_CALL_RESULT,
+        semconv.DECISION_REASONING,
+        semconv.HEALTH_ANSWER,
+        semconv.HEALTH_REASON,
+        semconv.FEEDBACK_COMMENT,
+        semconv.TASK_OUTCOME_REASON,
     ),
     "OpenTelemetry GenAI": (
         "gen_ai.system_instructions",
