@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from agentwatch import _health
 from agentwatch.storage._store import EmbeddedStore, apply_migrations
 
 
@@ -21,16 +20,3 @@ def store(tmp_path: Path) -> Iterator[EmbeddedStore]:
         yield opened
     finally:
         opened.close()
-
-
-@pytest.fixture
-def isolated_registry() -> Iterator[None]:
-    """An empty probe registry for the test, and no scheduler left running after it."""
-    saved = dict(_health._REGISTRY)
-    _health._REGISTRY.clear()
-    try:
-        yield
-    finally:
-        assert _health.stop_health_checks(timeout_s=5.0)
-        _health._REGISTRY.clear()
-        _health._REGISTRY.update(saved)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
-
-from agentwatch import _health
 
 ContextErrors = Callable[[], list[logging.LogRecord]]
 
@@ -29,17 +27,3 @@ def context_errors(caplog: pytest.LogCaptureFixture) -> ContextErrors:
         ]
 
     return errors
-
-
-@pytest.fixture
-def isolated_registry() -> Iterator[None]:
-    """An empty probe registry for the test, and no scheduler left running after it (the health
-    and expectation tests use it: ``pytestmark``)."""
-    saved = dict(_health._REGISTRY)
-    _health._REGISTRY.clear()
-    try:
-        yield
-    finally:
-        assert _health.stop_health_checks(timeout_s=5.0)
-        _health._REGISTRY.clear()
-        _health._REGISTRY.update(saved)

@@ -83,30 +83,58 @@ def test_a_settings_clause_in_a_subquery_lifts_no_limit(reader: ReaderSession) -
     assert code_of(reader, escape) == "Code: 159"
 
 
-def test_cancel_kills_the_running_query(store: EmbeddedStore) -> None:
-    """``cancel`` (KILL QUERY on the store's own connection) ends a query long before its limit."""
-    slow = ReaderSession(store, "reader_to_cancel", ReaderLimits(max_execution_time_s=120))
+def run_in_background(reader: ReaderSession, sql: str) -> tuple[threading.Thread, list[str]]:
+    """``sql`` running on ``reader`` in a thread, and the errors it ends with."""
     errors: list[str] = []
 
     def run() -> None:
         try:
-            slow.run(RUNAWAY, "TSV", None)
+            reader.run(sql, "TSV", None)
         except StorageError as exc:
             errors.append(str(exc))
 
     worker = threading.Thread(target=run)
     worker.start()
+    return worker, errors
+
+
+def running_count(store: EmbeddedStore, reader: ReaderSession) -> int:
+    count: int = store.query(
+        "SELECT count() FROM system.processes WHERE Settings['log_comment'] = {name:String}",
+        {"name": reader.name},
+    ).scalar()
+    return count
+
+
+def test_cancel_kills_the_running_query(store: EmbeddedStore) -> None:
+    """``cancel`` (KILL QUERY on the store's own connection) ends a query long before its limit."""
+    slow = ReaderSession(store, "reader_to_cancel", ReaderLimits(max_execution_time_s=120))
+    worker, errors = run_in_background(slow, RUNAWAY)
     try:
-        running = (
-            "SELECT count() FROM system.processes "
-            "WHERE Settings['log_comment'] = 'reader_to_cancel'"
-        )
-        wait_until(lambda: store.query(running).scalar() == 1, timeout=30, what="the query")
+        wait_until(lambda: running_count(store, slow) == 1, timeout=30, what="the query")
         slow.cancel()
         worker.join(30)
         assert not worker.is_alive()
         assert len(errors) == 1
         assert "QUERY_WAS_CANCELLED" in errors[0]
+    finally:
+        slow.close()
+
+
+def test_a_waiting_cancel_returns_only_once_the_query_has_ended(store: EmbeddedStore) -> None:
+    """``cancel(wait_s=...)``: when it returns no query of the reader is left for the kill to
+    land on, so the reader's next query cannot be the one it hits; and a cancel that arrives
+    while the query is still pending is not undone by the retry meant for stale kills."""
+    slow = ReaderSession(store, "reader_to_cancel_sync", ReaderLimits(max_execution_time_s=120))
+    worker, errors = run_in_background(slow, RUNAWAY)
+    try:
+        wait_until(lambda: running_count(store, slow) == 1, timeout=30, what="the query")
+        slow.cancel(wait_s=30)
+        assert running_count(store, slow) == 0
+        worker.join(30)
+        assert len(errors) == 1
+        assert "QUERY_WAS_CANCELLED" in errors[0]
+        assert slow.run("SELECT 1", "TSV", None).bytes() == b"1\n"
     finally:
         slow.close()
 
@@ -125,33 +153,3 @@ def test_the_engine_alone_does_not_confine_scalar_file_or_into_outfile(
     written = tmp_path / "written.tsv"
     reader.run(f"SELECT 1 INTO OUTFILE '{written}'", "TSV", None)
     assert written.exists()
-
-
-def test_a_waiting_cancel_returns_only_once_the_query_has_ended(store: EmbeddedStore) -> None:
-    """``cancel(wait_s=...)``: when it returns no query of the reader is left for the kill to
-    land on, so the reader's next query cannot be the one it hits."""
-    slow = ReaderSession(store, "reader_to_cancel_sync", ReaderLimits(max_execution_time_s=120))
-    errors: list[str] = []
-
-    def run() -> None:
-        try:
-            slow.run(RUNAWAY, "TSV", None)
-        except StorageError as exc:
-            errors.append(str(exc))
-
-    running = (
-        "SELECT count() FROM system.processes "
-        "WHERE Settings['log_comment'] = 'reader_to_cancel_sync'"
-    )
-    worker = threading.Thread(target=run)
-    worker.start()
-    try:
-        wait_until(lambda: store.query(running).scalar() == 1, timeout=30, what="the query")
-        slow.cancel(wait_s=30)
-        assert store.query(running).scalar() == 0
-        worker.join(30)
-        assert len(errors) == 1
-        assert "QUERY_WAS_CANCELLED" in errors[0]
-        assert slow.run("SELECT 1", "TSV", None).bytes() == b"1\n"
-    finally:
-        slow.close()
