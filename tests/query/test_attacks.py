@@ -659,6 +659,35 @@ class TestAttacks:
         assert time.monotonic() - hung_up < 10
         assert_serving(endpoint.port)
 
+    def test_past_descriptor_1023_queries_run_to_the_end_and_hang_ups_still_kill(
+        self, endpoint: QueryEndpoint, store: EmbeddedStore
+    ) -> None:
+        """In a process with more than 1024 descriptors open (a busy collector), the hang-up
+        watch neither mistakes a waiting client for one that left (``select()`` refuses such
+        descriptors) nor misses one that did."""
+        filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+        try:
+            # A billion pairs: long enough for several of the watch's polls.
+            slow = (
+                "SELECT count() FROM numbers(100000) AS a, numbers(10000) AS b "
+                "WHERE a.number * b.number = 7"
+            )
+            started = time.monotonic()
+            reply = post(endpoint.port, slow)
+            assert (reply.status, reply.body) == (200, b"2\n")
+            assert time.monotonic() - started > 0.4
+            client = send_query(endpoint.port, RUNAWAY)
+            assert client.fileno() > 1023
+            try:
+                wait_until(lambda: runaways(store) == 1, 30, "the runaway query to run")
+            finally:
+                client.close()
+            wait_until(lambda: runaways(store) == 0, 10, "the runaway query to be killed")
+        finally:
+            for descriptor in filler:
+                os.close(descriptor)
+        assert_serving(endpoint.port)
+
     def test_stop_returns_promptly_with_a_query_in_flight(self, store: EmbeddedStore) -> None:
         """stop() while a runaway query (60 s limit) runs: it kills the query, ends the
         client's connection and returns within seconds; nothing listens afterwards."""
