@@ -93,6 +93,8 @@ CONTENT_KEYS: Final[tuple[ContentKeys, ...]] = (
             "output.value",
             "llm.prompt_template.template",
             "llm.prompt_template.variables",
+            # JSON of the request's parameters: the OpenAI Agents SDK puts the instructions in it.
+            "llm.invocation_parameters",
             "reranker.query",
         ),
         prefixes=(
@@ -118,6 +120,7 @@ CONTENT_KEYS: Final[tuple[ContentKeys, ...]] = (
             "final_result",
             "tool_arguments",
             "tool_response",
+            "model_request_parameters",  # JSON of the request, instructions included
             "events",  # model request spans before gen_ai.input.messages (event_mode attributes)
         ),
     ),

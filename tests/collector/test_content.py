@@ -81,6 +81,7 @@ CONTENT_EXAMPLES: dict[str, tuple[str, ...]] = {
         "llm.prompts.0",
         "llm.prompt_template.template",
         "llm.prompt_template.variables",
+        "llm.invocation_parameters",
         "retrieval.documents.0.document.content",
         "reranker.query",
         "reranker.input_documents.1.document.content",
@@ -102,6 +103,7 @@ CONTENT_EXAMPLES: dict[str, tuple[str, ...]] = {
         "final_result",
         "tool_arguments",
         "tool_response",
+        "model_request_parameters",
         "events",
     ),
 }
