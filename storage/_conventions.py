@@ -132,6 +132,8 @@ COLUMNS: Final[tuple[Column, ...]] = (
         (
             "gen_ai.usage.reasoning.output_tokens",
             "llm.token_count.completion_details.reasoning",
+            "gen_ai.usage.reasoning_tokens",  # OpenLLMetry
+            "gen_ai.usage.details.reasoning_tokens",  # PydanticAI
         ),
         "reasoning tokens",
     ),

@@ -192,7 +192,21 @@ def migrations(database: str, retention_days: int) -> tuple[Migration, ...]:
             "span table merges column by column",
             (f"ALTER TABLE {db}.{SPANS_TABLE} MODIFY SETTING {VERTICAL_MERGES}",),
         ),
+        Migration(
+            5,
+            "reasoning tokens under OpenLLMetry's and PydanticAI's keys too",
+            (f"ALTER TABLE {db}.{SPANS_TABLE} " + _modify_columns(COLUMNS_V5),),
+        ),
     )
+
+
+# --- migration 5: typed columns whose attribute keys grew (their DEFAULT follows COLUMNS) --------
+COLUMNS_V5: Final = ("ReasoningTokens",)
+
+
+def _modify_columns(names: tuple[str, ...]) -> str:
+    by_name = {column.name: column for column in COLUMNS}
+    return ", ".join(f"MODIFY COLUMN {_column_ddl(by_name[name])}" for name in names)
 
 
 # --- migration 4 ----------------------------------------------------------------------------------
@@ -406,4 +420,6 @@ def cluster_ddl(database: str, cluster: str, retention_days: int) -> list[str]:
         f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{TRACE_FACTS_VIEW} ON CLUSTER {c} "
         f"TO {db}.{facts_local} AS " + trace_facts_select(f"{db}.{local}"),
         f"ALTER TABLE {db}.{local} ON CLUSTER {c} MODIFY SETTING {VERTICAL_MERGES}",
+        f"ALTER TABLE {db}.{local} ON CLUSTER {c} " + _modify_columns(COLUMNS_V5),
+        f"ALTER TABLE {db}.{SPANS_TABLE} ON CLUSTER {c} " + _modify_columns(COLUMNS_V5),
     ]

@@ -195,6 +195,22 @@ def test_current_genai_names_win_over_deprecated_and_foreign_ones(collector: Col
     assert (row["Provider"], row["InputTokens"], row["ToolName"]) == ("openai", 10, "current")
 
 
+@pytest.mark.parametrize(
+    ("key", "sender"),
+    [
+        ("gen_ai.usage.reasoning.output_tokens", "OTel GenAI"),
+        ("gen_ai.usage.reasoning_tokens", "OpenLLMetry"),
+        ("gen_ai.usage.details.reasoning_tokens", "PydanticAI"),
+        ("llm.token_count.completion_details.reasoning", "OpenInference"),
+    ],
+)
+def test_reasoning_tokens_are_read_in_every_senders_spelling(
+    collector: Collector, key: str, sender: str
+):
+    row = store_one(collector, {"gen_ai.operation.name": "chat", key: 6})
+    assert row["ReasoningTokens"] == 6, sender
+
+
 # -- any writer: ClickHouse derives the typed columns as _conventions.py does -------------------
 ATTRIBUTE_CASES: list[dict[str, str]] = [
     {
@@ -244,6 +260,22 @@ ATTRIBUTE_CASES: list[dict[str, str]] = [
         "llm.token_count.prompt_details.cache_write": "50",
         "llm.token_count.completion_details.reasoning": "10",
         "session.id": "s-9",
+    },
+    {
+        # OpenLLMetry's openai instrumentation.
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.usage.input_tokens": "120",
+        "gen_ai.usage.output_tokens": "18",
+        "gen_ai.usage.reasoning_tokens": "6",
+    },
+    {
+        # PydanticAI's model request spans.
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.usage.input_tokens": "120",
+        "gen_ai.usage.output_tokens": "18",
+        "gen_ai.usage.details.reasoning_tokens": "5",
     },
     {"openinference.span.kind": "tool", "tool.name": "search"},
     {"openinference.span.kind": "AGENT", "agent.name": "planner"},

@@ -51,6 +51,8 @@ STATEMENT_IDS = [
     "distributed trace facts",
     "trace facts view",
     "local table vertical merges",
+    "local table reasoning-token keys",
+    "distributed table reasoning-token keys",
 ]
 
 
