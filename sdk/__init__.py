@@ -22,6 +22,7 @@ from agentwatch._health import (
     start_health_checks,
     stop_health_checks,
 )
+from agentwatch._instrument import InstrumentationResult, instrument, uninstrument
 from agentwatch._limits import Limits
 from agentwatch._records import (
     Decision,
@@ -49,6 +50,7 @@ __all__ = [
     "Decision",
     "Expectation",
     "HealthResult",
+    "InstrumentationResult",
     "Limits",
     "Probe",
     "Thresholds",
@@ -64,6 +66,7 @@ __all__ = [
     "expect",
     "force_flush",
     "health_check",
+    "instrument",
     "is_configured",
     "iteration",
     "llm",
@@ -78,4 +81,5 @@ __all__ = [
     "start_health_checks",
     "stop_health_checks",
     "tool",
+    "uninstrument",
 ]

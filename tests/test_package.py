@@ -35,6 +35,7 @@ INTERNAL = {
     },
     "agentwatch._errors": set(),
     "agentwatch._health": {"health_checks_running", "registered_health_checks"},
+    "agentwatch._instrument": set(),
     "agentwatch._limits": {"Budget", "estimate_cost_usd"},
     "agentwatch._records": set(),
     "agentwatch._redact": {
