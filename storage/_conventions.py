@@ -25,6 +25,8 @@ class Column:
     doc: str
     # OpenLLMetry names agents and tools in traceloop.entity.name, for these span kinds.
     traceloop_kinds: tuple[str, ...] = ()
+    # A root chain span (a LangGraph graph) is named only by its span name.
+    root_chain_span_name: bool = False
 
 
 # OpenInference and OpenLLMetry span kinds, mapped to gen_ai.operation.name values.
@@ -50,6 +52,7 @@ COLUMNS: Final[tuple[Column, ...]] = (
         ("gen_ai.agent.name", "agent.name"),
         "agent name",
         traceloop_kinds=("agent", "workflow"),
+        root_chain_span_name=True,
     ),
     Column("TaskType", "string", ("agentwatch.task.type",), "task type"),
     Column("Outcome", "string", ("agentwatch.task.outcome",), "task outcome"),
@@ -156,6 +159,7 @@ ENVIRONMENT_KEYS: Final = ("deployment.environment.name", "deployment.environmen
 
 
 TRACELOOP_KIND_KEY: Final = "traceloop.span.kind"
+OPENINFERENCE_KIND_KEY: Final = "openinference.span.kind"
 TRACELOOP_ENTITY_KEY: Final = "traceloop.entity.name"
 
 
@@ -168,20 +172,34 @@ def first_value(attributes: Mapping[str, str], keys: tuple[str, ...]) -> str:
     return ""
 
 
-def column_value(attributes: Mapping[str, str], column: Column) -> str:
-    """A string column's raw value, as its SQL DEFAULT computes it."""
+def is_root_chain(attributes: Mapping[str, str], *, root: bool) -> bool:
+    """A root OpenInference CHAIN span: a framework's run as a whole (a LangGraph graph, a
+    LangChain chain on its own), which is the task, as a root agent span is."""
+    return root and attributes.get(OPENINFERENCE_KIND_KEY, "").upper() == "CHAIN"
+
+
+def column_value(
+    attributes: Mapping[str, str], column: Column, *, root: bool = False, span_name: str = ""
+) -> str:
+    """A string column's raw value, as its SQL DEFAULT computes it (``root``: the span has no
+    parent; ``span_name``: its name)."""
     value = first_value(attributes, column.keys)
     if not value and attributes.get(TRACELOOP_KIND_KEY) in column.traceloop_kinds:
         return attributes.get(TRACELOOP_ENTITY_KEY, "")
+    if not value and column.root_chain_span_name and is_root_chain(attributes, root=root):
+        return span_name
     return value
 
 
-def operation_of(attributes: Mapping[str, str]) -> str:
-    """gen_ai.operation.name, or the equivalent from OpenInference / OpenLLMetry span kinds."""
+def operation_of(attributes: Mapping[str, str], *, root: bool = False) -> str:
+    """gen_ai.operation.name, or the equivalent from OpenInference / OpenLLMetry span kinds; a
+    root OpenInference chain is an agent run (``root``: the span has no parent)."""
     operation = attributes.get("gen_ai.operation.name")
     if operation:
         return operation
-    oi_kind = attributes.get("openinference.span.kind")
+    if is_root_chain(attributes, root=root):
+        return "invoke_agent"
+    oi_kind = attributes.get(OPENINFERENCE_KIND_KEY)
     if oi_kind:
         return OPENINFERENCE_KINDS.get(oi_kind.upper(), oi_kind.lower())
     tl_kind = attributes.get("traceloop.span.kind")

@@ -19,6 +19,7 @@ from typing import Final
 from agentwatch.storage._conventions import (
     COLUMNS,
     ENVIRONMENT_KEYS,
+    OPENINFERENCE_KIND_KEY,
     OPENINFERENCE_KINDS,
     TRACELOOP_ENTITY_KEY,
     TRACELOOP_KIND_KEY,
@@ -74,6 +75,8 @@ def _column_ddl(column: Column) -> str:
             f"SpanAttributes[{_quote(TRACELOOP_ENTITY_KEY)}], '')"
         )
         source = f"if({source} != '', {source}, {entity})"
+    if column.root_chain_span_name:
+        source = f"if({source} != '', {source}, if({_ROOT_CHAIN}, SpanName, ''))"
     if column.kind == "string":
         return f"`{column.name}` LowCardinality(String) DEFAULT {source}"
     if column.kind == "uint":
@@ -86,11 +89,18 @@ def _column_ddl(column: Column) -> str:
     )
 
 
+# A root OpenInference CHAIN span is a framework's whole run (``_conventions.is_root_chain``).
+_ROOT_CHAIN: Final = (
+    f"ParentSpanId = '' AND upper(SpanAttributes[{_quote(OPENINFERENCE_KIND_KEY)}]) = 'CHAIN'"
+)
+
+
 def _operation_ddl() -> str:
-    oi = "SpanAttributes['openinference.span.kind']"
-    tl = "SpanAttributes['traceloop.span.kind']"
+    oi = f"SpanAttributes[{_quote(OPENINFERENCE_KIND_KEY)}]"
+    tl = f"SpanAttributes[{_quote(TRACELOOP_KIND_KEY)}]"
     branches = [
-        "SpanAttributes['gen_ai.operation.name'] != '', SpanAttributes['gen_ai.operation.name']"
+        "SpanAttributes['gen_ai.operation.name'] != '', SpanAttributes['gen_ai.operation.name']",
+        f"{_ROOT_CHAIN}, 'invoke_agent'",
     ]
     branches += [f"upper({oi}) = {_quote(k)}, {_quote(v)}" for k, v in OPENINFERENCE_KINDS.items()]
     branches.append(f"{oi} != '', lower({oi})")
@@ -197,7 +207,17 @@ def migrations(database: str, retention_days: int) -> tuple[Migration, ...]:
             "reasoning tokens under OpenLLMetry's and PydanticAI's keys too",
             (f"ALTER TABLE {db}.{SPANS_TABLE} " + _modify_columns(COLUMNS_V5),),
         ),
+        Migration(
+            6,
+            "a root OpenInference chain (a LangGraph graph) is an agent run, named by its span",
+            (f"ALTER TABLE {db}.{SPANS_TABLE} " + _modify_v6(),),
+        ),
     )
+
+
+# --- migration 6: framework runs whose root span is a chain --------------------------------------
+def _modify_v6() -> str:
+    return f"MODIFY COLUMN {_operation_ddl()}, " + _modify_columns(("AgentName",))
 
 
 # --- migration 5: typed columns whose attribute keys grew (their DEFAULT follows COLUMNS) --------
@@ -422,4 +442,6 @@ def cluster_ddl(database: str, cluster: str, retention_days: int) -> list[str]:
         f"ALTER TABLE {db}.{local} ON CLUSTER {c} MODIFY SETTING {VERTICAL_MERGES}",
         f"ALTER TABLE {db}.{local} ON CLUSTER {c} " + _modify_columns(COLUMNS_V5),
         f"ALTER TABLE {db}.{SPANS_TABLE} ON CLUSTER {c} " + _modify_columns(COLUMNS_V5),
+        f"ALTER TABLE {db}.{local} ON CLUSTER {c} " + _modify_v6(),
+        f"ALTER TABLE {db}.{SPANS_TABLE} ON CLUSTER {c} " + _modify_v6(),
     ]

@@ -80,27 +80,32 @@ NESTED_IDS: Final = "SELECT TraceId " + AGENT_SPANS + "AND ParentSpanId != ''"
 
 def tasks_sql(only: str = "") -> str:
     """One row per task: its root agent span when the trace has one in range (a root span
-    starts first, so it is the outermost), else the trace's earliest agent span in range. No
-    GROUP BY over every trace (the slow part of reading tasks): only the traces with a nested
-    or foreign-parented agent span are grouped. ``only`` is an extra condition on the agent
-    spans (constant SQL), e.g. ``AND TraceId IN (...)``."""
+    starts first, so it is the outermost), else the trace's earliest agent span in range. A
+    root agent span without a name (the OpenAI Agents SDK's "Agent workflow") takes the name of
+    the trace's earliest nested agent span, where the framework puts the agent's. No GROUP BY
+    over every trace (the slow part of reading tasks): only the traces with a nested or
+    foreign-parented agent span are grouped. ``only`` is an extra condition on the agent spans
+    (constant SQL), e.g. ``AND TraceId IN (...)``."""
     agent_spans = AGENT_SPANS + only + " "
     return (
         "SELECT * FROM ("
         "SELECT TraceId, Timestamp AS start_time, ServiceName AS service, AgentName AS agent, "
         f"TaskType AS task_type, {_OUTCOME} AS outcome, LimitExceeded AS limit_hit, "
         "Duration AS duration_ns " + agent_spans + "AND ParentSpanId = '' "
+        f"AND NOT (AgentName = '' AND TraceId IN ({NESTED_IDS})) "
         "UNION ALL "
         "SELECT TraceId, min(Timestamp) AS start_time, "
         "argMin(ServiceName, Timestamp) AS service, "
-        "argMin(AgentName, Timestamp) AS agent, "
+        "if(countIf(ParentSpanId = '') = 0, argMin(AgentName, Timestamp), "
+        "argMinIf(AgentName, Timestamp, ParentSpanId != '')) AS agent, "
         "argMin(TaskType, Timestamp) AS task_type, "
         f"argMin({_OUTCOME}, Timestamp) AS outcome, "
         "argMin(LimitExceeded, Timestamp) AS limit_hit, "
         "argMin(Duration, Timestamp) AS duration_ns "
         + agent_spans
         + f"AND TraceId IN ({NESTED_IDS}) "
-        "GROUP BY TraceId HAVING countIf(ParentSpanId = '') = 0"
+        "GROUP BY TraceId HAVING countIf(ParentSpanId = '') = 0 "
+        "OR countIf(ParentSpanId = '' AND AgentName != '') = 0"
         ") WHERE ({agent:String} = '' OR agent = {agent:String}) "
         "AND ({task_type:String} = '' OR task_type = {task_type:String})"
     )
@@ -163,7 +168,8 @@ def fact_traces(aggregates: str = "", columns: str = "", keys: str = "") -> str:
     rows = fact_rows(_TASK_FACT_COLUMNS + columns, keys)
     return (
         "SELECT *, "
-        f"if(roots > 0, root_agent, {_packed(2)}) AS agent, "
+        # An unnamed root agent span takes its first nested agent span's name.
+        f"if(roots > 0 AND root_agent != '', root_agent, {_packed(2)}) AS agent, "
         f"if(roots > 0, root_task_type, {_packed(3)}) AS task_type, "
         f"if(roots > 0, root_outcome, {_packed(4)}) AS outcome, "
         f"if(roots > 0, root_limit_hit, {_packed(5)}) AS limit_hit, "
@@ -180,8 +186,9 @@ def fact_traces(aggregates: str = "", columns: str = "", keys: str = "") -> str:
         f"maxIf(RootOutcome, {SPAN_SCOPE}) AS root_outcome, "
         f"maxIf(LimitHit, {SPAN_SCOPE}) AS root_limit_hit, "
         f"maxIf(RootDuration, {SPAN_SCOPE}) AS root_duration, "
-        # Split only where the task has no root agent span (no split at all for the others).
-        f"splitByChar(',', if(roots > 0, '', minIf(FirstAgent, {SPAN_SCOPE}))) AS packed"
+        # Split only where the task has no named root agent span (none for the others).
+        f"splitByChar(',', if(roots > 0 AND root_agent != '', '', "
+        f"minIf(FirstAgent, {SPAN_SCOPE}))) AS packed"
         f"{aggregates} FROM ({rows}) GROUP BY TraceKey)"
     )
 

@@ -96,6 +96,28 @@ def test_an_openinference_agent_span_fills_the_agent_name(collector: Collector):
     assert (row["Operation"], row["AgentName"]) == ("invoke_agent", "planner")
 
 
+def test_a_root_openinference_chain_is_an_agent_run_named_by_its_span(collector: Collector):
+    """LangGraph's graph span (OpenInference CHAIN, the trace's root) is the task; a chain
+    under another span stays a chain."""
+    root = make_span("weather_graph", {"openinference.span.kind": "CHAIN"})
+    inner = make_span(
+        "tools",
+        {"openinference.span.kind": "CHAIN"},
+        trace_id=root.trace_id,
+        parent_span_id=root.span_id,
+    )
+    named = make_span("LangGraph", {"openinference.span.kind": "CHAIN", "agent.name": "planner"})
+    assert post_request(http_url(collector), make_request(root, inner, named)).status == 200
+    rows = {row["SpanName"]: row for row in span_rows(collector.store, root.trace_id)}
+    assert (rows["weather_graph"]["Operation"], rows["weather_graph"]["AgentName"]) == (
+        "invoke_agent",
+        "weather_graph",
+    )
+    assert (rows["tools"]["Operation"], rows["tools"]["AgentName"]) == ("chain", "")
+    (named_row,) = span_rows(collector.store, named.trace_id)
+    assert (named_row["Operation"], named_row["AgentName"]) == ("invoke_agent", "planner")
+
+
 # -- OpenLLMetry --------------------------------------------------------------------------------
 def test_an_openllmetry_workflow_span_is_an_agent_run_named_by_its_entity(collector: Collector):
     row = store_one(
@@ -277,6 +299,8 @@ ATTRIBUTE_CASES: list[dict[str, str]] = [
         "gen_ai.usage.output_tokens": "18",
         "gen_ai.usage.details.reasoning_tokens": "5",
     },
+    # A root chain (LangGraph's graph span): an agent run named by its span.
+    {"openinference.span.kind": "CHAIN", "input.value": "{}"},
     {"openinference.span.kind": "tool", "tool.name": "search"},
     {"openinference.span.kind": "AGENT", "agent.name": "planner"},
     {"openinference.span.kind": "RETRIEVER"},
@@ -365,13 +389,14 @@ def exporter_rows(trace_id: str, status_codes: list[str]) -> pa.Table:
 
 
 def python_twin(
-    attributes: dict[str, str], resource: dict[str, str], status: str
+    attributes: dict[str, str], resource: dict[str, str], status: str, span_name: str
 ) -> dict[str, Any]:
-    """What storage/_conventions.py says each derived column should hold."""
-    expected: dict[str, Any] = {"Operation": operation_of(attributes)}
+    """What storage/_conventions.py says each derived column should hold (for a root span,
+    as ``exporter_rows`` writes them)."""
+    expected: dict[str, Any] = {"Operation": operation_of(attributes, root=True)}
     for column in COLUMNS:
         if column.kind == "string":
-            expected[column.name] = column_value(attributes, column)
+            expected[column.name] = column_value(attributes, column, root=True, span_name=span_name)
         elif column.kind == "uint":
             expected[column.name] = token_count(attributes, column.name)
     expected["Environment"] = first_value(resource, ENVIRONMENT_KEYS)
@@ -397,7 +422,8 @@ def test_clickhouse_derives_every_typed_column_exactly_as_the_python_conventions
     mismatches = []
     for i, row in enumerate(exporter_written):
         resource = RESOURCES[i % len(RESOURCES)]
-        for name, value in python_twin(ATTRIBUTE_CASES[i], resource, row["StatusCode"]).items():
+        twin = python_twin(ATTRIBUTE_CASES[i], resource, row["StatusCode"], row["SpanName"])
+        for name, value in twin.items():
             if row[name] != value:
                 mismatches.append((i, name, row[name], value))
     assert mismatches == []
@@ -426,7 +452,7 @@ def test_the_collector_and_the_exporter_fill_the_typed_columns_identically(
     for i, attributes in enumerate(ATTRIBUTE_CASES):
         exporter_row = exporter_written[i]
         span = make_span(
-            "via collector",
+            exporter_row["SpanName"],  # the same name: a root chain is named by it
             attributes,
             status_code=2 if exporter_row["StatusCode"] == "Error" else 0,
         )

@@ -188,6 +188,10 @@ def test_openai_agents_responses_api_over_openinference(
     assert stored.facts["trace_list"][0]["duration_s"] == pytest.approx(root["Duration"] / 1e9)
     named = [s for s in stored.spans if s["AgentName"]]
     assert [s["AgentName"] for s in named] == [AGENT_NAME]
+    # The unnamed workflow span takes the agent's name from the span nested under it, so the
+    # sidebar's agent filter finds the run.
+    assert stored.facts["trace_list"][0]["agent"] == AGENT_NAME
+    assert stored.facts["tasks per agent filter"] == {AGENT_NAME: 1}
 
 
 def test_openai_agents_chat_completions_over_openinference(
@@ -219,9 +223,15 @@ def test_langgraph_react_agent_over_openinference(
     assert_ran(stored)
     assert_model_calls(stored, cache_read=True, reasoning=True)
     assert_tool_counted_once(stored)
-    assert_one_task(stored)
+    task = assert_one_task(stored)
+    # The graph's root span (an OpenInference CHAIN) is the task, with the whole run's
+    # duration and the graph's name; its "agent" node spans are nested agent spans.
     root = root_span(stored)
     assert root["SpanName"] == "LangGraph"
+    assert (root["Operation"], root["AgentName"]) == ("invoke_agent", "LangGraph")
+    assert task["agent"] == "LangGraph"
+    assert task["duration_s"] == pytest.approx(root["Duration"] / 1e9)
+    assert stored.facts["tasks per agent filter"] == {"LangGraph": 1}
 
 
 # -- plain OpenAI client ------------------------------------------------------------------------

@@ -53,6 +53,8 @@ STATEMENT_IDS = [
     "local table vertical merges",
     "local table reasoning-token keys",
     "distributed table reasoning-token keys",
+    "local table root chains",
+    "distributed table root chains",
 ]
 
 
