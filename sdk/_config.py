@@ -21,7 +21,7 @@ logger = logging.getLogger("agentwatch")
 
 DEFAULT_ENDPOINT = "http://localhost:4318"
 Protocol = Literal["http/protobuf", "grpc"]
-_INSTRUMENTATION_NAME = "agentwatch"
+INSTRUMENTATION_NAME = "agentwatch"
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +156,7 @@ def configure(
 
         install_thread_propagation()
 
-    tracer = provider.get_tracer(_INSTRUMENTATION_NAME)
+    tracer = provider.get_tracer(INSTRUMENTATION_NAME)
     STATE.settings = Settings(
         service_name=name,
         endpoint=resolved_endpoint,

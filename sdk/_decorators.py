@@ -29,7 +29,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from agentwatch import _semconv as semconv
-from agentwatch._config import STATE, Settings
+from agentwatch._config import INSTRUMENTATION_NAME, STATE, Settings
 from agentwatch._errors import AgentLimitExceeded, ConfigurationError
 from agentwatch._limits import Budget, Limits, estimate_cost_usd
 from agentwatch._redact import (
@@ -163,10 +163,31 @@ class _Spec:
         return {k: v for k, v in bound.arguments.items() if k not in ("self", "cls")}
 
 
+def _framework_tool_span(parent: otel_context.Context, spec: _Spec) -> Span | None:
+    """The current span when it is another instrumentation's span of this same tool call (a
+    framework that traces its tools, e.g. PydanticAI, calling our ``@aw.tool``), else None."""
+    if spec.role != "tool":
+        return None
+    span = trace.get_current_span(parent)
+    if not span.is_recording():
+        return None
+    scope = getattr(span, "instrumentation_scope", None)
+    if scope is None or getattr(scope, "name", None) == INSTRUMENTATION_NAME:
+        return None  # ours (a tool that calls itself nests, as any other call does)
+    attributes = getattr(span, "attributes", None) or {}
+    is_tool = (
+        attributes.get(semconv.GEN_AI_OPERATION_NAME) == semconv.OPERATION_EXECUTE_TOOL
+        or str(attributes.get("openinference.span.kind", "")).upper() == "TOOL"
+    )
+    named = spec.name in (attributes.get(semconv.GEN_AI_TOOL_NAME), attributes.get("tool.name"))
+    return span if is_tool and named else None
+
+
 class _Call:
     """One decorated call in flight: its span, its context token, its agent run."""
 
     __slots__ = (
+        "adopted",
         "ctx",
         "model_in_name",
         "run",
@@ -188,6 +209,9 @@ class _Call:
         self.usage: Usage | None = None
         self.stream_text: list[str] | None = None
         self.model_in_name = False
+        # A framework's own span for this very tool call, which we annotate instead of nesting
+        # a second one (one call, one span); the framework ends it, not us.
+        self.adopted = False
 
     # -- start ---------------------------------------------------------------------------------
     @classmethod
@@ -216,7 +240,15 @@ class _Call:
         self.settings = settings
         parent = otel_context.get_current()
         ctx = parent
-        if settings is not None and settings.tracer is not None:
+        framework_span = _framework_tool_span(parent, spec) if settings is not None else None
+        if framework_span is not None:
+            framework_span.set_attributes(spec.attributes)
+            outer = current_run(parent)
+            if outer is not None and outer.task_type:
+                framework_span.set_attribute(semconv.TASK_TYPE, outer.task_type)
+            self.span = framework_span
+            self.adopted = True
+        elif settings is not None and settings.tracer is not None:
             model = spec.model
             if spec.role == "llm" and model is None:
                 requested = kwargs.get("model")
@@ -353,6 +385,8 @@ class _Call:
                 return
             if run is not None and run.budget is not None:
                 span.set_attribute(semconv.TASK_ITERATIONS, run.budget.iterations)
+            if self.adopted:
+                return  # the framework records the outcome of its own span, and ends it
             if exc is not None and not isinstance(exc, GeneratorExit):
                 record_error(span, exc, self.settings)
             if self.stream_text is not None and self.settings is not None:

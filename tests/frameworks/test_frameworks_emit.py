@@ -164,7 +164,11 @@ def test_aw_agent_around_pydantic_ai_gives_the_task_its_type(
     assert task["duration_s"] == pytest.approx(root["Duration"] / 1e9)
     # One trace: PydanticAI's spans nest under ours (shared context, separate providers).
     assert len({s["TraceId"] for s in stored.spans}) == 1
-    assert TOOL_NAME in dict(stored.facts["tool_usage"])
+    # One tool call, one span: our @aw.tool annotates PydanticAI's span of the same call.
+    assert_tool_counted_once(stored)
+    (tool,) = [s for s in stored.spans if s["Operation"] == "execute_tool"]
+    assert tool["ScopeName"] != "agentwatch"
+    assert (tool["ToolTier"], tool["TaskType"]) == ("read", "forecast")
     assert stored.facts["declared_tools"] == [TOOL_NAME]
 
 

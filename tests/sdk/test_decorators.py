@@ -78,6 +78,74 @@ def test_tool_span_follows_genai_conventions(agentwatch_spans: CapturedSpans) ->
     assert attrs(span)["agentwatch.tool.tier"] == "write_risky"
 
 
+def framework_tracer() -> trace.Tracer:
+    """A tracer of another instrumentation (a framework tracing its own tool calls) on
+    agentwatch's provider."""
+    from agentwatch._config import STATE
+
+    assert STATE.settings is not None
+    return STATE.settings.provider.get_tracer("some.framework")
+
+
+def test_a_tool_inside_a_frameworks_span_of_the_same_call_annotates_it(
+    agentwatch_spans: CapturedSpans,
+) -> None:
+    """One tool call, one span: ``@aw.tool`` called from a framework's own tool span (as
+    PydanticAI runs a tool) puts its tier and task type on that span instead of nesting a second
+    ``execute_tool`` span; the framework ends its span."""
+
+    @aw.tool(tier="destructive")
+    def delete_order(order_id: str) -> str:
+        return f"deleted {order_id}"
+
+    @aw.agent(name="support", task_type="cleanup")
+    def agent() -> str:
+        attributes = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "delete_order"}
+        with framework_tracer().start_as_current_span("running tool", attributes=attributes):
+            return delete_order("o-1")
+
+    assert agent() == "deleted o-1"
+
+    (tool,) = agentwatch_spans.tools()
+    assert tool.name == "running tool"
+    assert tool.instrumentation_scope is not None
+    assert tool.instrumentation_scope.name == "some.framework"
+    assert attrs(tool)["agentwatch.tool.tier"] == "destructive"
+    assert attrs(tool)[semconv.TASK_TYPE] == "cleanup"
+    assert parent_id(tool) == span_id(agentwatch_spans.one("invoke_agent support"))
+
+
+@pytest.mark.parametrize(
+    ("attributes", "why"),
+    [
+        ({"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "other"}, "another tool"),
+        ({"gen_ai.operation.name": "chat"}, "not a tool span"),
+    ],
+)
+def test_a_tool_under_any_other_span_has_its_own(
+    agentwatch_spans: CapturedSpans, attributes: dict[str, str], why: str
+) -> None:
+    @aw.tool
+    def delete_order(order_id: str) -> str:
+        return f"deleted {order_id}"
+
+    with framework_tracer().start_as_current_span("outer", attributes=attributes):
+        delete_order("o-1")
+
+    ours = agentwatch_spans.one("execute_tool delete_order")
+    assert parent_id(ours) == span_id(agentwatch_spans.one("outer")), why
+
+
+def test_a_tool_that_calls_itself_nests_its_own_spans(agentwatch_spans: CapturedSpans) -> None:
+    @aw.tool
+    def countdown(n: int) -> int:
+        return n if n == 0 else countdown(n - 1)
+
+    countdown(2)
+
+    assert len(agentwatch_spans.named("execute_tool countdown")) == 3
+
+
 def test_tool_name_and_description_can_be_given(agentwatch_spans: CapturedSpans) -> None:
     @aw.tool(name="orders.search", description="Search orders")
     def search() -> list[str]:
