@@ -98,32 +98,40 @@ def _pydantic_instrumentation(provider: TracerProvider) -> Any:
     return Instrumentation(settings=InstrumentationSettings(tracer_provider=provider))
 
 
+def _weather_agent(client: Any, provider: TracerProvider, tool: Callable[[str], str]) -> Any:
+    """The PydanticAI agent of every PydanticAI run: our model, instructions and weather tool,
+    instrumented on ``provider``."""
+    from pydantic_ai import Agent
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    model = OpenAIChatModel(MODEL, provider=OpenAIProvider(openai_client=client))
+    agent = Agent(
+        model,
+        name=AGENT_NAME,
+        instructions=INSTRUCTIONS,
+        capabilities=[_pydantic_instrumentation(provider)],
+    )
+
+    @agent.tool_plain
+    def get_weather(city: str) -> str:
+        """Get the current weather in a city."""
+        return tool(city)
+
+    return agent
+
+
 def run_pydantic_ai(collector_url: str, llm_url: str, service: str = "fw-pydantic-ai") -> Run:
     """PydanticAI's own OpenTelemetry instrumentation (its ``Instrumentation`` capability) over
     ``OpenAIChatModel``."""
     from openai import AsyncOpenAI
-    from pydantic_ai import Agent
-    from pydantic_ai.models.openai import OpenAIChatModel
-    from pydantic_ai.providers.openai import OpenAIProvider
 
     counter = _ToolCounter()
     with telemetry(collector_url, service) as (provider, spans):
 
         async def main() -> str:
             async with AsyncOpenAI(base_url=llm_url, api_key=API_KEY) as client:
-                model = OpenAIChatModel(MODEL, provider=OpenAIProvider(openai_client=client))
-                agent = Agent(
-                    model,
-                    name=AGENT_NAME,
-                    instructions=INSTRUCTIONS,
-                    capabilities=[_pydantic_instrumentation(provider)],
-                )
-
-                @agent.tool_plain
-                def get_weather(city: str) -> str:
-                    """Get the current weather in a city."""
-                    return counter(city)
-
+                agent = _weather_agent(client, provider, counter)
                 result = await agent.run(QUESTION)
                 return str(result.output)
 
@@ -144,9 +152,6 @@ def run_pydantic_ai_wrapped(
     pooled connection unclosed, which the test suite's warnings-as-errors would trip over; the
     spans are the same."""
     from openai import AsyncOpenAI
-    from pydantic_ai import Agent
-    from pydantic_ai.models.openai import OpenAIChatModel
-    from pydantic_ai.providers.openai import OpenAIProvider
 
     import agentwatch as aw
 
@@ -166,18 +171,7 @@ def run_pydantic_ai_wrapped(
 
             async def main() -> str:
                 async with AsyncOpenAI(base_url=llm_url, api_key=API_KEY) as client:
-                    model = OpenAIChatModel(MODEL, provider=OpenAIProvider(openai_client=client))
-                    agent = Agent(
-                        model,
-                        name=AGENT_NAME,
-                        instructions=INSTRUCTIONS,
-                        capabilities=[_pydantic_instrumentation(provider)],
-                    )
-
-                    @agent.tool_plain
-                    def get_weather(city: str) -> str:
-                        """Get the current weather in a city."""
-                        return traced_weather(city)
+                    agent = _weather_agent(client, provider, traced_weather)
 
                     @aw.agent(name=AGENT_NAME, task_type=task_type, tools=[TOOL_NAME])
                     async def handle(question: str) -> str:

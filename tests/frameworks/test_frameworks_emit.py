@@ -15,7 +15,7 @@ installs, skips when absent.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ import pytest
 from tests.frameworks import agents
 from tests.frameworks.agents import AGENT_NAME, MODEL, TOOL_NAME, Run
 from tests.frameworks.collector import FrameworkCollector
+from tests.frameworks.conftest import TOOL_CALLS
 from tests.frameworks.fake_openai import (
     CACHED_TOKENS,
     FINAL_ANSWER,
@@ -36,22 +37,8 @@ from tests.frameworks.fake_openai import (
 pytestmark = pytest.mark.slow
 
 MODEL_CALLS = 2  # the tool call, then the answer
-TOOL_CALLS = 1
 # OpenLLMetry's openai instrumentation declares a pydantic model the pre-2.0 way when imported.
 OPENLLMETRY_IMPORT_WARNING = "ignore:Support for class-based `config` is deprecated"
-
-
-@pytest.fixture(scope="module")
-def llm() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI(tool_calls=TOOL_CALLS) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FrameworkCollector]:
-    started = FrameworkCollector(tmp_path_factory.mktemp("frameworks"))
-    yield started
-    started.close()
 
 
 @dataclass(frozen=True)

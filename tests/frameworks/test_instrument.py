@@ -21,6 +21,7 @@ import agentwatch as aw
 from tests.frameworks import agents
 from tests.frameworks.agents import INSTRUCTIONS, MODEL, QUESTION, TOOL_NAME, Run
 from tests.frameworks.collector import FrameworkCollector
+from tests.frameworks.conftest import TOOL_CALLS
 from tests.frameworks.fake_openai import (
     CACHED_TOKENS,
     FINAL_ANSWER,
@@ -33,22 +34,8 @@ pytestmark = pytest.mark.slow
 
 FRAMEWORKS = ("pydantic-ai", "openai-agents", "langgraph")
 MODEL_CALLS = 2  # the tool call, then the answer
-TOOL_CALLS = 1
 # Prompt text of every run: none of it may be stored while content capture is off.
 PROMPT_TEXT = (QUESTION, INSTRUCTIONS, agents.weather("Paris"))
-
-
-@pytest.fixture(scope="module")
-def llm() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI(tool_calls=TOOL_CALLS) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FrameworkCollector]:
-    started = FrameworkCollector(tmp_path_factory.mktemp("instrumented"))
-    yield started
-    started.close()
 
 
 @pytest.fixture(autouse=True)

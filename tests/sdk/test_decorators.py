@@ -84,7 +84,9 @@ def framework_tracer() -> trace.Tracer:
     from agentwatch._config import STATE
 
     assert STATE.settings is not None
-    return STATE.settings.provider.get_tracer("some.framework")
+    provider = STATE.settings.provider
+    assert provider is not None
+    return provider.get_tracer("some.framework")
 
 
 def test_a_tool_inside_a_frameworks_span_of_the_same_call_annotates_it(
