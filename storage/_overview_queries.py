@@ -135,13 +135,14 @@ def tool_usage(store: Store, filters: Filters) -> Rows:
     return store.query(sql, filters.params(store))
 
 
-# Declared by agent spans in range (``@aw.agent(tools=[...])``), the agent and task-type filters
-# applying to the agent span itself (as for iterations).
+# Declared by agent spans in range (``@aw.agent(tools=[...])``), or by the model requests of a
+# named agent (PydanticAI's gen_ai.tool.definitions), the agent and task-type filters applying
+# to the declaring span itself (as for iterations).
 _DECLARED_SQL: Final = (
     "SELECT tool, arraySort(groupUniqArray(agent)) AS agents FROM ("
     "SELECT AgentName AS agent, arrayJoin(groupUniqArrayArray(AgentTools)) AS tool "
-    + AGENT_SPANS
-    + "AND notEmpty(AgentTools) "
+    f"FROM {SPANS} WHERE {IN_RANGE} AND (Operation = 'invoke_agent' OR AgentName != '') "
+    f"AND {SPAN_SCOPE} AND notEmpty(AgentTools) "
     "AND ({agent:String} = '' OR AgentName = {agent:String}) "
     "AND ({task_type:String} = '' OR TaskType = {task_type:String}) GROUP BY AgentName"
     ") WHERE tool != '' GROUP BY tool ORDER BY tool"
@@ -149,8 +150,9 @@ _DECLARED_SQL: Final = (
 
 
 def declared_tools(store: Store, filters: Filters) -> Rows:
-    """The tools agents declare (``agentwatch.agent.tools`` on their agent spans in range): per
-    tool, the agents that declare it, by tool name."""
+    """The tools agents declare (``agentwatch.agent.tools`` on their agent spans in range, or
+    ``gen_ai.tool.definitions`` on spans of a named agent): per tool, the agents that declare
+    it, by tool name."""
     return store.query(_DECLARED_SQL, filters.params(store))
 
 

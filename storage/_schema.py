@@ -212,7 +212,28 @@ def migrations(database: str, retention_days: int) -> tuple[Migration, ...]:
             "a root OpenInference chain (a LangGraph graph) is an agent run, named by its span",
             (f"ALTER TABLE {db}.{SPANS_TABLE} " + _modify_v6(),),
         ),
+        Migration(
+            7,
+            "declared tools from gen_ai.tool.definitions too",
+            (f"ALTER TABLE {db}.{SPANS_TABLE} MODIFY COLUMN {AGENT_TOOLS_V7}",),
+        ),
     )
+
+
+# --- migration 7: the tools a span declares, in our key or in the GenAI convention's ------------
+# gen_ai.tool.definitions is a JSON array of tool objects, named at the top level (the
+# convention) or under "function" (OpenAI's request shape).
+_TOOL_DEFINITION_NAME: Final = (
+    "if(JSONExtractString(definition, 'name') != '', JSONExtractString(definition, 'name'), "
+    "JSONExtractString(definition, 'function', 'name'))"
+)
+AGENT_TOOLS_V7: Final = (
+    "`AgentTools` Array(LowCardinality(String)) DEFAULT "
+    "if(SpanAttributes['agentwatch.agent.tools'] != '', "
+    "JSONExtract(SpanAttributes['agentwatch.agent.tools'], 'Array(String)'), "
+    f"arrayFilter(name -> name != '', arrayMap(definition -> {_TOOL_DEFINITION_NAME}, "
+    "JSONExtractArrayRaw(SpanAttributes['gen_ai.tool.definitions']))))"
+)
 
 
 # --- migration 6: framework runs whose root span is a chain --------------------------------------
@@ -444,4 +465,6 @@ def cluster_ddl(database: str, cluster: str, retention_days: int) -> list[str]:
         f"ALTER TABLE {db}.{SPANS_TABLE} ON CLUSTER {c} " + _modify_columns(COLUMNS_V5),
         f"ALTER TABLE {db}.{local} ON CLUSTER {c} " + _modify_v6(),
         f"ALTER TABLE {db}.{SPANS_TABLE} ON CLUSTER {c} " + _modify_v6(),
+        f"ALTER TABLE {db}.{local} ON CLUSTER {c} MODIFY COLUMN {AGENT_TOOLS_V7}",
+        f"ALTER TABLE {db}.{SPANS_TABLE} ON CLUSTER {c} MODIFY COLUMN {AGENT_TOOLS_V7}",
     ]

@@ -233,6 +233,26 @@ def test_reasoning_tokens_are_read_in_every_senders_spelling(
     assert row["ReasoningTokens"] == 6, sender
 
 
+def test_declared_tools_come_from_gen_ai_tool_definitions_in_either_shape(collector: Collector):
+    """PydanticAI and OpenLLMetry declare the request's tools in gen_ai.tool.definitions, named
+    at the top level (the convention) or under "function" (OpenAI's request shape); our own
+    agentwatch.agent.tools wins where both are set."""
+    convention = '[{"type": "function", "name": "get_weather", "parameters": {}}]'
+    openai_shape = '[{"type": "function", "function": {"name": "lookup", "parameters": {}}}]'
+    for definitions, tools in ((convention, ["get_weather"]), (openai_shape, ["lookup"])):
+        row = store_one(
+            collector, {"gen_ai.operation.name": "chat", "gen_ai.tool.definitions": definitions}
+        )
+        assert row["AgentTools"] == tools
+    ours = store_one(
+        collector,
+        {"agentwatch.agent.tools": '["refund"]', "gen_ai.tool.definitions": convention},
+    )
+    assert ours["AgentTools"] == ["refund"]
+    broken = store_one(collector, {"gen_ai.tool.definitions": "not json"})
+    assert broken["AgentTools"] == []
+
+
 # -- any writer: ClickHouse derives the typed columns as _conventions.py does -------------------
 ATTRIBUTE_CASES: list[dict[str, str]] = [
     {

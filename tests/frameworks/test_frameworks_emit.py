@@ -130,6 +130,8 @@ def test_pydantic_ai_run_is_a_complete_named_task(
     assert root["Operation"] == "invoke_agent"
     assert task["duration_s"] == pytest.approx(root["Duration"] / 1e9)
     assert stored.facts["tasks per agent filter"] == {AGENT_NAME: 1}
+    # The model requests declare the agent's tools (gen_ai.tool.definitions).
+    assert stored.facts["declared_tools"] == [TOOL_NAME]
     conversations = {s["ConversationId"] for s in stored.spans}
     assert len(conversations) == 1
     assert conversations != {""}

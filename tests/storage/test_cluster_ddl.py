@@ -55,6 +55,8 @@ STATEMENT_IDS = [
     "distributed table reasoning-token keys",
     "local table root chains",
     "distributed table root chains",
+    "local table declared tools",
+    "distributed table declared tools",
 ]
 
 

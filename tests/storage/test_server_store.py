@@ -108,14 +108,14 @@ def span_batch(now_ns: int) -> pa.Table:
 
 def test_migrations_apply_once_then_are_idempotent(server: ServerStore) -> None:
     """apply_migrations creates the schema over HTTP, and a second run applies nothing."""
-    assert apply_migrations(server) == [1, 2, 3, 4, 5, 6]
+    assert apply_migrations(server) == [1, 2, 3, 4, 5, 6, 7]
     assert apply_migrations(server) == []
     tables = server.query(f"SHOW TABLES FROM {server.database}").rows
     assert sorted(t for (t,) in tables) == sorted(
         [ALERTS_TABLE, MIGRATIONS_TABLE, SPANS_TABLE, TRACE_FACTS_TABLE, TRACE_FACTS_VIEW]
     )
     versions = server.query(f"SELECT version FROM {server.database}.{MIGRATIONS_TABLE}").rows
-    assert sorted(versions) == [(1,), (2,), (3,), (4,), (5,), (6,)]
+    assert sorted(versions) == [(1,), (2,), (3,), (4,), (5,), (6,), (7,)]
 
 
 def test_inserted_rows_read_back_with_derived_typed_columns(server: ServerStore) -> None:
