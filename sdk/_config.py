@@ -151,6 +151,9 @@ def configure(
         )
     for processor in span_processors:
         provider.add_span_processor(processor)
+    from agentwatch._decorators import FrameworkBudget  # (it imports this module)
+
+    provider.add_span_processor(FrameworkBudget())
     if propagate_to_threads:
         from agentwatch._threads import install_thread_propagation
 

@@ -22,10 +22,11 @@ from collections.abc import (
     Sequence,
 )
 from contextvars import Token
-from typing import Any, Literal, ParamSpec, TypeVar, cast, overload
+from typing import Any, Final, Literal, ParamSpec, TypeVar, cast, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from agentwatch import _semconv as semconv
@@ -374,7 +375,12 @@ class _Call:
         try:
             run = self.run
             if run is not None and run.outcome is None:
-                if exc is None:
+                exceeded = run.budget.first_exceeded() if run.budget is not None else None
+                if exc is None and exceeded is not None:
+                    # Over a limit that could not stop the run: a framework whose
+                    # instrumentation swallows the refusal of its next model call.
+                    run.record_limit(exceeded)
+                elif exc is None:
                     run.set_outcome("completed")
                 elif isinstance(exc, AgentLimitExceeded):
                     run.record_limit(exc)
@@ -467,6 +473,89 @@ def charge_budget(run: Run | None, usage: Usage, provider: str | None) -> None:
         )
         if cost is not None:
             budget.add_cost(cost)
+
+
+# Model calls that other instrumentations record (a framework run inside ``@aw.agent``), in
+# the conventions they record them with: their tokens, model and provider.
+_FOREIGN_MODEL_OPERATIONS: Final = frozenset({"chat", "text_completion", "generate_content"})
+_FOREIGN_USAGE_KEYS: Final = {
+    "input_tokens": ("gen_ai.usage.input_tokens", "llm.token_count.prompt"),
+    "output_tokens": ("gen_ai.usage.output_tokens", "llm.token_count.completion"),
+    "cache_read_tokens": (
+        "gen_ai.usage.cache_read.input_tokens",
+        "llm.token_count.prompt_details.cache_read",
+    ),
+    "cache_write_tokens": (
+        "gen_ai.usage.cache_creation.input_tokens",
+        "llm.token_count.prompt_details.cache_write",
+    ),
+}
+_FOREIGN_MODEL_KEYS: Final = ("gen_ai.response.model", "gen_ai.request.model", "llm.model_name")
+_FOREIGN_PROVIDER_KEYS: Final = ("gen_ai.provider.name", "gen_ai.system", "llm.provider")
+
+
+def _foreign_model_call(span: Any) -> Mapping[str, Any] | None:
+    """A span's attributes when another instrumentation's span records a model call."""
+    scope = getattr(span, "instrumentation_scope", None)
+    if scope is None or scope.name == INSTRUMENTATION_NAME:
+        return None
+    attributes: Mapping[str, Any] = getattr(span, "attributes", None) or {}
+    operation = attributes.get(semconv.GEN_AI_OPERATION_NAME)
+    if operation in _FOREIGN_MODEL_OPERATIONS:
+        return attributes
+    if str(attributes.get("openinference.span.kind", "")).upper() == "LLM":
+        return attributes
+    return None
+
+
+def _first(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
+    return next((attributes[key] for key in keys if attributes.get(key) is not None), None)
+
+
+class FrameworkBudget(SpanProcessor):
+    """Holds framework runs to the limits of the ``@aw.agent`` around them: each model call
+    that another instrumentation records inside an agent run is charged to the run's budget
+    when it ends, and the framework's next model call is refused (``AgentLimitExceeded``, on
+    purpose, as for our own calls) once the run is over a limit."""
+
+    def on_start(self, span: Any, parent_context: otel_context.Context | None = None) -> None:
+        if _foreign_model_call(span) is None:
+            return
+        run = current_run(parent_context)
+        if run is not None and run.budget is not None:
+            run.check_limits()
+
+    def on_end(self, span: Any) -> None:
+        try:
+            attributes = _foreign_model_call(span)
+            if attributes is None:
+                return
+            run = current_run()
+            if run is None or run.budget is None:
+                return
+            counts = {
+                name: value
+                for name, keys in _FOREIGN_USAGE_KEYS.items()
+                if isinstance(value := _first(attributes, keys), int) and value >= 0
+            }
+            model = _first(attributes, _FOREIGN_MODEL_KEYS)
+            provider = _first(attributes, _FOREIGN_PROVIDER_KEYS)
+            usage = Usage(
+                input_tokens=counts.get("input_tokens"),
+                output_tokens=counts.get("output_tokens"),
+                cache_read_tokens=counts.get("cache_read_tokens"),
+                cache_write_tokens=counts.get("cache_write_tokens"),
+                model=str(model) if model else None,
+            )
+            charge_budget(run, usage, str(provider) if provider else None)
+        except Exception:
+            internal_error("charging a framework's model call to the agent's budget")
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
 
 
 def _is_stream(result: Any) -> bool:

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 INTERNAL = {
     "agentwatch._config": {"Settings"},
     "agentwatch._decorators": {
+        "FrameworkBudget",
         "capture_text",
         "charge_budget",
         "error_type",

@@ -181,3 +181,37 @@ def test_the_openai_client_by_name_records_each_call_once(
     assert [s["InputTokens"] for s in stored] == [INPUT_TOKENS] * MODEL_CALLS
     raw = json.dumps(stored, default=str)
     assert [text for text in PROMPT_TEXT if text in raw] == []
+
+
+@pytest.mark.parametrize(
+    ("framework", "stopped"),
+    [("pydantic-ai", True), ("openai-agents", False), ("langgraph", False)],
+)
+def test_a_framework_run_is_held_to_the_limits_of_the_agent_around_it(
+    collector: FrameworkCollector, llm: FakeOpenAI, framework: str, stopped: bool
+) -> None:
+    """Inside ``@aw.agent(limits=...)`` a framework's model calls are charged to the run. The
+    next model call is refused once it is over: PydanticAI stops there (the agent gets
+    AgentLimitExceeded); the OpenAI Agents SDK and LangChain swallow what their tracing hooks
+    raise, so those runs finish, and the task is recorded as over its limit."""
+    memory = configure(collector, f"aw-limits-{framework}")
+    aw.instrument(framework)
+    before = len(llm.paths())
+
+    @aw.agent(name="held", limits=aw.Limits(max_tokens=100))
+    def held() -> tuple[str, int]:
+        return agents.run_plain(framework, llm.base_url)
+
+    if stopped:
+        with pytest.raises(aw.AgentLimitExceeded) as raised:
+            held()
+        assert raised.value.limit == "tokens"
+        assert len(llm.paths()) - before == 1  # the second model call never went out
+    else:
+        held()
+        assert len(llm.paths()) - before == MODEL_CALLS
+    assert aw.force_flush()
+    (agent,) = [s for s in memory.get_finished_spans() if s.name == "invoke_agent held"]
+    assert agent.attributes is not None
+    assert agent.attributes["agentwatch.task.outcome"] == "limit_exceeded"
+    assert agent.attributes["agentwatch.limit.exceeded"] == "tokens"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 
@@ -75,17 +76,24 @@ def test_without_names_a_missing_one_is_reported_not_raised(
 
 
 @pytest.mark.filterwarnings("ignore:Support for class-based `config` is deprecated")
-def test_without_openai_v2_the_openai_client_gets_openllmetry(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_without_openai_v2_the_openai_client_gets_openllmetry() -> None:
+    """In a process of its own: OpenLLMetry's ``uninstrument`` leaves the openai client
+    patched, so once on it would stay on for every later test of this process."""
     pytest.importorskip("opentelemetry.instrumentation.openai")  # no extra of ours installs it
-    block(monkeypatch, "opentelemetry.instrumentation.openai_v2")
+    script = (
+        "import os, sys, warnings\n"
+        "warnings.simplefilter('ignore')\n"
+        "sys.modules['opentelemetry.instrumentation.openai_v2'] = None  # not installed\n"
+        "import agentwatch as aw\n"
+        "with aw.capture_spans():\n"
+        "    (result,) = aw.instrument('openai')\n"
+        "    print(result.status, '|', result.detail, '|', os.environ['TRACELOOP_TRACE_CONTENT'])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
 
-    with aw.capture_spans():
-        (result,) = aw.instrument("openai")
-
-    assert (result.status, result.detail) == ("enabled", "OpenLLMetry OpenAIInstrumentor")
-    assert os.environ["TRACELOOP_TRACE_CONTENT"] == "false"
+    assert done.stdout.strip() == "enabled | OpenLLMetry OpenAIInstrumentor | false"
 
 
 def test_the_openai_client_needs_one_of_its_two_instrumentations(

@@ -400,3 +400,60 @@ def test_agent_limit_exceeded_is_an_agentwatch_error_with_a_readable_message() -
 
     assert isinstance(exc, aw.AgentwatchError)
     assert str(exc) == "agent limit exceeded: cost reached 0.75 (maximum 0.5)"
+
+
+def framework_model_call(tracer: Any, tokens_in: int, tokens_out: int) -> None:
+    """A model call as another instrumentation records it (PydanticAI, OpenInference, ...)."""
+    with tracer.start_as_current_span(
+        "chat gpt-4o", attributes={"gen_ai.operation.name": "chat"}
+    ) as span:
+        span.set_attribute("gen_ai.usage.input_tokens", tokens_in)
+        span.set_attribute("gen_ai.usage.output_tokens", tokens_out)
+
+
+def test_a_frameworks_model_calls_count_against_the_limits_of_the_agent_around_them(
+    agentwatch_spans: CapturedSpans,
+) -> None:
+    """A framework run inside ``@aw.agent(limits=...)``: its model calls (spans of another
+    instrumentation on agentwatch's provider, as ``aw.instrument`` wires them) are charged as
+    they end, and its next model call is refused once the run is over."""
+    from agentwatch._config import STATE
+
+    assert STATE.settings is not None
+    provider = STATE.settings.provider
+    assert provider is not None
+    tracer = provider.get_tracer("some.framework")
+    calls: list[int] = []
+
+    @aw.agent(limits=aw.Limits(max_tokens=1000))
+    def framework_loop() -> None:
+        while True:
+            framework_model_call(tracer, 300, 100)
+            calls.append(1)
+
+    with pytest.raises(aw.AgentLimitExceeded) as raised:
+        framework_loop()
+
+    assert len(calls) == 3  # 400, 800, 1200 > 1000: the fourth call is refused as it starts
+    assert raised.value.limit == "tokens"
+    assert limit_attrs(agentwatch_spans, "invoke_agent framework_loop") == (
+        "limit_exceeded",
+        "tokens",
+        1200.0,
+        1000.0,
+    )
+
+
+def test_a_frameworks_model_calls_outside_any_agent_are_only_recorded(
+    agentwatch_spans: CapturedSpans,
+) -> None:
+    from agentwatch._config import STATE
+
+    assert STATE.settings is not None
+    provider = STATE.settings.provider
+    assert provider is not None
+    tracer = provider.get_tracer("some.framework")
+    for _ in range(5):
+        framework_model_call(tracer, 10_000, 10_000)
+
+    assert len(agentwatch_spans.named("chat gpt-4o")) == 5
