@@ -282,3 +282,14 @@ class SyncStream:
 async def agen_of(events: Sequence[Any]) -> AsyncIterator[Any]:
     for event in events:
         yield event
+
+
+def framework_tracer() -> Any:
+    """A tracer of another instrumentation (a framework tracing its own calls) on agentwatch's
+    provider, as ``aw.instrument`` wires them: agentwatch must be configured."""
+    from agentwatch._config import STATE
+
+    assert STATE.settings is not None
+    provider = STATE.settings.provider
+    assert provider is not None
+    return provider.get_tracer("some.framework")

@@ -16,7 +16,14 @@ from opentelemetry.trace import SpanKind, StatusCode
 import agentwatch as aw
 from agentwatch import _semconv as semconv
 from agentwatch._testing import CapturedSpans
-from tests.sdk.support import attrs, openai_chat, parent_id, span_id, trace_id
+from tests.sdk.support import (
+    attrs,
+    framework_tracer,
+    openai_chat,
+    parent_id,
+    span_id,
+    trace_id,
+)
 
 
 def assert_chain(*spans: ReadableSpan) -> None:
@@ -76,17 +83,6 @@ def test_tool_span_follows_genai_conventions(agentwatch_spans: CapturedSpans) ->
     assert attrs(span)[semconv.GEN_AI_TOOL_TYPE] == "function"
     assert attrs(span)[semconv.GEN_AI_TOOL_DESCRIPTION] == "Refund an order."
     assert attrs(span)["agentwatch.tool.tier"] == "write_risky"
-
-
-def framework_tracer() -> trace.Tracer:
-    """A tracer of another instrumentation (a framework tracing its own tool calls) on
-    agentwatch's provider."""
-    from agentwatch._config import STATE
-
-    assert STATE.settings is not None
-    provider = STATE.settings.provider
-    assert provider is not None
-    return provider.get_tracer("some.framework")
 
 
 def test_a_tool_inside_a_frameworks_span_of_the_same_call_annotates_it(

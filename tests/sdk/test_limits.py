@@ -16,7 +16,7 @@ import agentwatch as aw
 from agentwatch import _semconv as semconv
 from agentwatch._limits import estimate_cost_usd
 from agentwatch._testing import CapturedSpans
-from tests.sdk.support import attrs, openai_chat, openai_chunks
+from tests.sdk.support import attrs, framework_tracer, openai_chat, openai_chunks
 
 
 def limit_attrs(captured: CapturedSpans, name: str) -> tuple[Any, ...]:
@@ -417,12 +417,7 @@ def test_a_frameworks_model_calls_count_against_the_limits_of_the_agent_around_t
     """A framework run inside ``@aw.agent(limits=...)``: its model calls (spans of another
     instrumentation on agentwatch's provider, as ``aw.instrument`` wires them) are charged as
     they end, and its next model call is refused once the run is over."""
-    from agentwatch._config import STATE
-
-    assert STATE.settings is not None
-    provider = STATE.settings.provider
-    assert provider is not None
-    tracer = provider.get_tracer("some.framework")
+    tracer = framework_tracer()
     calls: list[int] = []
 
     @aw.agent(limits=aw.Limits(max_tokens=1000))
@@ -447,12 +442,7 @@ def test_a_frameworks_model_calls_count_against_the_limits_of_the_agent_around_t
 def test_a_frameworks_model_calls_outside_any_agent_are_only_recorded(
     agentwatch_spans: CapturedSpans,
 ) -> None:
-    from agentwatch._config import STATE
-
-    assert STATE.settings is not None
-    provider = STATE.settings.provider
-    assert provider is not None
-    tracer = provider.get_tracer("some.framework")
+    tracer = framework_tracer()
     for _ in range(5):
         framework_model_call(tracer, 10_000, 10_000)
 
