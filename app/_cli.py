@@ -374,6 +374,66 @@ def _run_health(args: argparse.Namespace) -> int:
     )
 
 
+def _add_export(sub: Subparsers) -> None:
+    parser = sub.add_parser(
+        "export",
+        help="write stored telemetry out (a trace as a structured action log)",
+        description="Write stored telemetry out.",
+    )
+    kinds = parser.add_subparsers(dest="what", metavar="WHAT", required=True)
+    trace_parser = kinds.add_parser(
+        "trace",
+        help="one trace as JSON lines, one step per line, in order",
+        description="Write one trace as a structured action log: JSON lines, one step per line "
+        "in start order (agent runs, model calls, tool calls, decisions, other spans), then an "
+        "outcome line. Content appears where the sender captured it.",
+    )
+    trace_parser.add_argument("trace_id", help="the trace id (32 hex digits)")
+    trace_parser.add_argument(
+        "--clickhouse-url",
+        default=os.environ.get("AGENTWATCH_CLICKHOUSE_URL"),
+        help="http://user:pass@host:8123/db of a ClickHouse server or a collector's query "
+        "endpoint (default: the embedded store under --data-dir, if no collector holds it)",
+    )
+    trace_parser.add_argument("--data-dir", default=".agentwatch", help="embedded store directory")
+    trace_parser.add_argument(
+        "--output", "-o", help="file to write (default: standard output)", default=None
+    )
+    trace_parser.set_defaults(handler=_run_export_trace)
+
+
+def _run_export_trace(args: argparse.Namespace) -> int:
+    import re
+    from pathlib import Path
+
+    from agentwatch.app._export import export_trace
+    from agentwatch.storage._store import EmbeddedStore, ServerStore, Store
+
+    if not re.fullmatch(r"[0-9a-fA-F]{32}", args.trace_id):
+        print("agentwatch: error: a trace id is 32 hex digits", file=sys.stderr)
+        return 2
+    if not args.clickhouse_url and not (Path(args.data_dir) / "data").is_dir():
+        print(f"agentwatch: error: no store under {args.data_dir}", file=sys.stderr)
+        return 2
+    store: Store = (
+        ServerStore(args.clickhouse_url)
+        if args.clickhouse_url
+        else EmbeddedStore(Path(args.data_dir) / "data")
+    )
+    try:
+        if args.output:
+            with open(args.output, "w", encoding="utf-8") as out:
+                steps = export_trace(store, args.trace_id, out)
+        else:
+            steps = export_trace(store, args.trace_id, sys.stdout)
+    finally:
+        store.close()
+    if not steps:
+        print(f"agentwatch: error: no trace {args.trace_id.lower()} is stored", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="agentwatch",
@@ -386,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_up(sub)
     _add_health(sub)
     _add_alerts(sub)
+    _add_export(sub)
     return parser
 
 

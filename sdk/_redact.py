@@ -282,7 +282,7 @@ DEFAULT_RULES: Final[tuple[Rule | _KeyValueRule, ...]] = (
         validate=_iban,
     ),
     # Card numbers, 13-19 digits with optional single spaces or hyphens, checked with Luhn.
-    Rule("card", re.compile(r"(?<![\d.-])\d(?:[ -]?\d){12,18}(?![\d])"), validate=_card),
+    Rule("card", re.compile(r"(?<![\d.])(?<!\d-)\d(?:[ -]?\d){12,18}(?![\d])"), validate=_card),
     # US social security numbers: never area 000, 666 or 9xx, group 00 or serial 0000.
     Rule(
         "ssn",

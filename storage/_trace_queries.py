@@ -108,3 +108,26 @@ def trace_spans(
     search to the partitions the trace can be in; without them the TraceId index finds it."""
     params = {**Filters(start=start, end=end).params(store), "trace_id": trace_id}
     return store.query(_TRACE_SPANS_SQL, params)
+
+
+# A trace as a structured action log (``agentwatch export trace``): every span with the fields
+# a step needs, its attributes included (the content captured, redacted at the source).
+_TRACE_EXPORT_SQL: Final = (
+    "SELECT SpanId AS span_id, ParentSpanId AS parent_span_id, SpanName AS name, "
+    "Operation AS operation, toUnixTimestamp64Nano(Timestamp) AS start_ns, "
+    "Duration AS duration_ns, StatusCode AS status, StatusMessage AS status_message, "
+    "ErrorType AS error_type, ServiceName AS service, AgentName AS agent, "
+    "TaskType AS task_type, Outcome AS outcome, LimitExceeded AS limit_hit, "
+    f"ToolName AS tool, ToolTier AS tier, {MODEL_NAME} AS model, "
+    "InputTokens AS input_tokens, OutputTokens AS output_tokens, "
+    "CacheReadTokens AS cache_read_tokens, CostUsd AS cost_usd, Priced AS priced, "
+    "DecisionName AS decision, Confidence AS confidence, Route AS route, "
+    "SpanAttributes AS attributes "
+    f"FROM {SPANS} WHERE TraceId = {{trace_id:String}} "
+    "ORDER BY Timestamp, span_id LIMIT 10000"
+)
+
+
+def trace_for_export(store: Store, trace_id: str) -> Rows:
+    """Every span of one trace (up to 10,000) in start order, with its attributes."""
+    return store.query(_TRACE_EXPORT_SQL, {**Filters().params(store), "trace_id": trace_id})

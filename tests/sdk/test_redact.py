@@ -189,3 +189,16 @@ def test_make_redactor_configured_redacts_extra_patterns() -> None:
     assert attrs(captured.one("execute_tool find_customer"))[
         semconv.GEN_AI_TOOL_CALL_ARGUMENTS
     ] == ('{"email": "[REDACTED:email]", "note": "about [REDACTED]"}')
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ticket T-4111 1111 1111 1111?", "ticket T-[REDACTED:card]?"),
+        ("ref card-4111111111111111.", "ref card-[REDACTED:card]."),
+        # A digit before the dash makes it one longer number (a phone, an id): not a card.
+        ("call 555-4111111111111111", "call 555-4111111111111111"),
+    ],
+)
+def test_a_card_number_glued_to_a_word_by_a_dash_is_still_a_card(text: str, expected: str) -> None:
+    assert aw.default_redactor(text) == expected
