@@ -20,6 +20,7 @@ import streamlit as st
 from agentwatch._errors import AgentwatchError
 from agentwatch.alerts._passive import check_passive_health
 from agentwatch.dashboards._format import safe_url
+from agentwatch.storage._action_log import trace_action_log
 from agentwatch.storage._alert_queries import active_alerts, recent_alerts
 from agentwatch.storage._cost_queries import (
     completion_by_task_type,
@@ -77,6 +78,7 @@ _QUERIES: Final[dict[str, Callable[..., Any]]] = {
         most_expensive_traces,
         trace_list,
         trace_spans,
+        trace_action_log,
         filter_options,
         data_presence,
         active_alerts,

@@ -31,6 +31,7 @@ from agentwatch.storage import _decision_queries as decision_queries
 from agentwatch.storage import _overview_queries as overview_queries
 from agentwatch.storage import _sidebar_queries as sidebar_queries
 from agentwatch.storage import _trace_queries as trace_queries
+from agentwatch.storage._action_log import json_lines, trace_action_log
 from agentwatch.storage._scope import Filters
 from agentwatch.storage._store import Rows
 from agentwatch.storage._tasks import OUTCOMES
@@ -547,6 +548,18 @@ def traces_page() -> None:
     st.subheader(f"Trace {trace_id}")
     st.plotly_chart(figures.waterfall(spans))
     _table(spans)
+    try:
+        steps = query(trace_action_log, trace_id)
+    except Unavailable as exc:
+        st.error(str(exc))
+        return
+    st.download_button(
+        "Download the action log (JSON lines)",
+        json_lines(steps),
+        file_name=f"trace-{trace_id}.jsonl",
+        mime="application/jsonl",
+        help="One step per line in order, as `agentwatch export trace` writes it (README).",
+    )
 
 
 # --- Health & alerts ------------------------------------------------------------------------------

@@ -284,6 +284,9 @@ def test_traces_page_lists_filters_and_opens_a_trace(entry: Path, fleet: Fleet, 
     assert set(spans.value["span_id"]) == {
         s.span_id for s in fleet.spans if s.trace_id == newest.trace_id
     }
+    # The trace can be taken away as its action log (the lines `agentwatch export trace` writes).
+    (download,) = at.get("download_button")
+    assert download.proto.label == "Download the action log (JSON lines)"
 
     at.checkbox(key=_views.K_ERRORS).check().run()
     at.selectbox(key=_views.K_OUTCOME).set_value("failed").run()
