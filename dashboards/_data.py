@@ -22,6 +22,7 @@ from agentwatch.alerts._passive import check_passive_health
 from agentwatch.dashboards._format import safe_url
 from agentwatch.storage._action_log import trace_action_log
 from agentwatch.storage._alert_queries import active_alerts, recent_alerts
+from agentwatch.storage._audit_queries import risky_actions
 from agentwatch.storage._cost_queries import (
     completion_by_task_type,
     cost_by_task_type,
@@ -79,6 +80,7 @@ _QUERIES: Final[dict[str, Callable[..., Any]]] = {
         trace_list,
         trace_spans,
         trace_action_log,
+        risky_actions,
         filter_options,
         data_presence,
         active_alerts,

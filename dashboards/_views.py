@@ -32,6 +32,7 @@ from agentwatch.storage import _overview_queries as overview_queries
 from agentwatch.storage import _sidebar_queries as sidebar_queries
 from agentwatch.storage import _trace_queries as trace_queries
 from agentwatch.storage._action_log import json_lines, trace_action_log
+from agentwatch.storage._audit_queries import WRITING_TIERS, risky_actions
 from agentwatch.storage._scope import Filters
 from agentwatch.storage._store import Rows
 from agentwatch.storage._tasks import OUTCOMES
@@ -76,6 +77,7 @@ def pages() -> list[Any]:
         st.Page(PAGE_DIR / "cost.py", title="Cost", icon="💵"),
         st.Page(PAGE_DIR / "decisions.py", title="Decisions & confidence", icon="🎯"),
         st.Page(PAGE_DIR / "traces.py", title="Traces", icon="🧵"),
+        st.Page(PAGE_DIR / "audit.py", title="Audit of actions", icon="🛡️"),
         st.Page(PAGE_DIR / "health.py", title="Health & alerts", icon="🩺"),
     ]
 
@@ -560,6 +562,68 @@ def traces_page() -> None:
         mime="application/jsonl",
         help="One step per line in order, as `agentwatch export trace` writes it (README).",
     )
+
+
+# --- Audit of actions -----------------------------------------------------------------------------
+K_AUDIT_TIER: Final = "audit_tier"
+K_AUDIT_OUTCOME: Final = "audit_outcome"
+K_AUDIT_TOOL: Final = "audit_tool"
+
+
+def audit_page() -> None:
+    st.title("Audit of actions")
+    filters = current_filters()
+    st.caption(
+        describe(filters) + " · every call of a tool that writes (write_safe, write_risky, "
+        "destructive), newest first, with the closest decision before it as its justification"
+    )
+    left, middle, right = st.columns(3)
+    tier = left.selectbox("Tier", ["", *WRITING_TIERS], key=K_AUDIT_TIER, format_func=_all)
+    outcome = middle.selectbox(
+        "Outcome", ["", "ok", "error"], key=K_AUDIT_OUTCOME, format_func=_all
+    )
+    tool = right.text_input("Tool", key=K_AUDIT_TOOL).strip()
+    try:
+        actions = query(risky_actions, filters, tier=tier, tool=tool, outcome=outcome)
+    except Unavailable as exc:
+        st.error(str(exc))
+        return
+    rows = actions.dicts()
+    if not rows:
+        st.info("No calls of writing tools match these filters.")
+        return
+    shown = Rows(
+        ["time", *[c for c in actions.columns if c not in ("time_ms", "span_id", "at")]],
+        [
+            (
+                when(r["time_ms"]),
+                *[v for c, v in r.items() if c not in ("time_ms", "span_id", "at")],
+            )
+            for r in rows
+        ],
+    )
+    _table(shown)
+    st.download_button(
+        "Download as CSV",
+        _csv(shown),
+        file_name="agentwatch-audit.csv",
+        mime="text/csv",
+    )
+
+
+def _all(value: str) -> str:
+    return value or "all"
+
+
+def _csv(rows: Rows) -> str:
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(rows.columns)
+    writer.writerows(rows.rows)
+    return out.getvalue()
 
 
 # --- Health & alerts ------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from tests.storage.fleet import Fleet
 
 from .conftest import APP, PAGE_DIR
 
-PAGES = ("overview", "cost", "decisions", "traces", "health")
+PAGES = ("overview", "cost", "decisions", "traces", "audit", "health")
 
 
 @pytest.fixture
@@ -68,8 +68,14 @@ def test_every_page_renders_without_errors(entry: Path, url: str, page: str) -> 
         assert _health_view.NO_CHECKS in infos
         assert _health_view.NO_ALERTS in infos
     else:
-        assert at.title[0].value in {"Overview", "Cost", "Decisions & confidence", "Traces"}
-        assert at.metric or page == "traces"
+        assert at.title[0].value in {
+            "Overview",
+            "Cost",
+            "Decisions & confidence",
+            "Traces",
+            "Audit of actions",
+        }
+        assert at.metric or page in ("traces", "audit")
 
 
 # --- Overview -------------------------------------------------------------------------------------
@@ -306,6 +312,30 @@ def test_traces_page_lists_filters_and_opens_a_trace(entry: Path, fleet: Fleet, 
         "invoke_agent worker",
         "chat gpt-4o",
     ]
+
+
+def test_audit_page_lists_every_writing_call_and_narrows_by_tier(
+    entry: Path, fleet: Fleet, url: str
+) -> None:
+    from agentwatch.storage._audit_queries import risky_actions
+
+    at = open_page(entry, "audit")
+    assert not at.error, texts(at.error)
+    everything = risky_actions(fleet.store, Filters()).dicts()
+    assert {r["tier"] for r in everything} == {"write_risky"}  # what the demo fleet calls
+    (table,) = at.dataframe
+    assert len(table.value) == len(everything)
+    assert set(table.value["tool"]) == {r["tool"] for r in everything}
+    (download,) = at.get("download_button")
+    assert download.proto.label == "Download as CSV"
+
+    at.selectbox(key=_views.K_AUDIT_TIER).set_value("write_risky").run()
+    (table,) = at.dataframe
+    assert len(table.value) == len(everything)
+    at.selectbox(key=_views.K_AUDIT_TIER).set_value("destructive").run()
+    assert not at.exception
+    assert not at.dataframe
+    assert texts(at.info) == ["No calls of writing tools match these filters."]
 
 
 def test_an_unknown_trace_id_is_a_warning(entry: Path, url: str) -> None:

@@ -1,0 +1,73 @@
+"""The audit of actions: every call of a tool that writes, with its justification.
+
+A tool's risk tier (``@aw.tool(tier=...)``, ``agentwatch.tool.tier``) says what it may do:
+``read``, ``write_safe``, ``write_risky``, ``destructive``. Every call of the three writing tiers
+in range is listed, newest first, with the closest decision before it in the same trace (its
+name, confidence, route and reasoning, when content capture recorded the reasoning): the
+justification a reviewer reads.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from agentwatch.storage._scope import IN_RANGE, SPAN_SCOPE, SPANS, Filters
+from agentwatch.storage._store import Rows, Store
+from agentwatch.storage._tasks import checked_limit
+
+WRITING_TIERS: Final = ("write_safe", "write_risky", "destructive")
+
+_ACTIONS_SQL: Final = (
+    "SELECT * FROM ("  # noqa: S608 - constant SQL; every value is a bound parameter
+    "SELECT toUnixTimestamp64Milli(action.Timestamp) AS time_ms, "
+    "if(action.AgentName != '', action.AgentName, run.AgentName) AS agent, "
+    "action.ToolName AS tool, action.ToolTier AS tier, action.Environment AS environment, "
+    "action.ServiceName AS service, if(action.StatusCode = 'Error', 'error', 'ok') AS outcome, "
+    "action.ErrorType AS error_type, decision.DecisionName AS decision, "
+    "decision.Confidence AS confidence, decision.Route AS route, "
+    "decision.reasoning AS justification, action.TraceId AS trace_id, "
+    "action.SpanId AS span_id, action.Timestamp AS at "
+    f"FROM (SELECT * FROM {SPANS} WHERE {IN_RANGE} AND {SPAN_SCOPE} "
+    "AND Operation = 'execute_tool' AND ToolTier IN ('write_safe', 'write_risky', 'destructive') "
+    "AND ({tier:String} = '' OR ToolTier = {tier:String}) "
+    "AND ({tool:String} = '' OR ToolName = {tool:String}) "
+    "AND ({outcome:String} = '' OR if(StatusCode = 'Error', 'error', 'ok') = {outcome:String})"
+    ") AS action "
+    # The closest decision before the call in its trace: its justification.
+    "ASOF LEFT JOIN (SELECT TraceId, Timestamp, DecisionName, Confidence, Route, "
+    "SpanAttributes['agentwatch.decision.reasoning'] AS reasoning "
+    f"FROM {SPANS} WHERE {IN_RANGE} AND Operation = 'decision') AS decision "
+    "ON action.TraceId = decision.TraceId AND action.Timestamp >= decision.Timestamp "
+    # The agent run the call belongs to (the latest started before it in its trace), for tool
+    # spans that do not name their agent.
+    "ASOF LEFT JOIN (SELECT TraceId, Timestamp, AgentName "
+    f"FROM {SPANS} WHERE {IN_RANGE} AND Operation = 'invoke_agent') AS run "
+    "ON action.TraceId = run.TraceId AND action.Timestamp >= run.Timestamp"
+    ") WHERE ({agent:String} = '' OR agent = {agent:String}) "
+    "ORDER BY at DESC, span_id LIMIT {limit:UInt32}"
+)
+
+
+def risky_actions(
+    store: Store,
+    filters: Filters,
+    *,
+    tier: str = "",
+    tool: str = "",
+    outcome: str = "",
+    limit: int = 1000,
+) -> Rows:
+    """The writing tools' calls in range (newest first), by the sidebar's filters and a
+    ``tier`` (one of ``WRITING_TIERS``), ``tool`` name and ``outcome`` (``ok`` or ``error``)."""
+    if tier and tier not in WRITING_TIERS:
+        raise ValueError(f"tier must be one of {', '.join(WRITING_TIERS)}, not {tier!r}")
+    if outcome not in ("", "ok", "error"):
+        raise ValueError(f"outcome must be 'ok' or 'error', not {outcome!r}")
+    params = {
+        **filters.params(store),
+        "tier": tier,
+        "tool": tool,
+        "outcome": outcome,
+        "limit": checked_limit(limit),
+    }
+    return store.query(_ACTIONS_SQL, params)
