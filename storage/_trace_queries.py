@@ -86,14 +86,18 @@ def trace_list(
     return store.query(sql, params)
 
 
-_TRACE_SPANS_SQL: Final = (
+# The fields of a span that a trace's page and its action log both show.
+_SPAN_FIELDS: Final = (
     "SELECT SpanId AS span_id, ParentSpanId AS parent_span_id, SpanName AS name, "
     "Operation AS operation, toUnixTimestamp64Nano(Timestamp) AS start_ns, "
     "Duration AS duration_ns, StatusCode AS status, StatusMessage AS status_message, "
     "ErrorType AS error_type, ServiceName AS service, AgentName AS agent, "
     "TaskType AS task_type, Outcome AS outcome, LimitExceeded AS limit_hit, "
     f"ToolName AS tool, ToolTier AS tier, {MODEL_NAME} AS model, "
-    "InputTokens AS input_tokens, OutputTokens AS output_tokens, CostUsd AS cost_usd, "
+    "InputTokens AS input_tokens, OutputTokens AS output_tokens, "
+)
+_TRACE_SPANS_SQL: Final = (
+    _SPAN_FIELDS + "CostUsd AS cost_usd, "
     "Priced AS priced, Confidence AS confidence, Route AS route, "
     "FeedbackCorrect AS feedback_correct "
     f"FROM {SPANS} WHERE TraceId = {{trace_id:String}} AND {IN_RANGE} "
@@ -113,14 +117,7 @@ def trace_spans(
 # A trace as a structured action log (``agentwatch export trace``): every span with the fields
 # a step needs, its attributes included (the content captured, redacted at the source).
 _TRACE_EXPORT_SQL: Final = (
-    "SELECT SpanId AS span_id, ParentSpanId AS parent_span_id, SpanName AS name, "
-    "Operation AS operation, toUnixTimestamp64Nano(Timestamp) AS start_ns, "
-    "Duration AS duration_ns, StatusCode AS status, StatusMessage AS status_message, "
-    "ErrorType AS error_type, ServiceName AS service, AgentName AS agent, "
-    "TaskType AS task_type, Outcome AS outcome, LimitExceeded AS limit_hit, "
-    f"ToolName AS tool, ToolTier AS tier, {MODEL_NAME} AS model, "
-    "InputTokens AS input_tokens, OutputTokens AS output_tokens, "
-    "CacheReadTokens AS cache_read_tokens, CostUsd AS cost_usd, Priced AS priced, "
+    _SPAN_FIELDS + "CacheReadTokens AS cache_read_tokens, CostUsd AS cost_usd, Priced AS priced, "
     "DecisionName AS decision, Confidence AS confidence, Route AS route, "
     "SpanAttributes AS attributes "
     f"FROM {SPANS} WHERE TraceId = {{trace_id:String}} "
