@@ -286,6 +286,18 @@ def _alert_options(args: argparse.Namespace) -> AlertOptions:
     )
 
 
+def _reader_store_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where a command that reads the store finds it: a server or a collector's query
+    endpoint, else the embedded store."""
+    parser.add_argument(
+        "--clickhouse-url",
+        default=os.environ.get("AGENTWATCH_CLICKHOUSE_URL"),
+        help="http://user:pass@host:8123/db of a ClickHouse server or a collector's query "
+        "endpoint (default: the embedded store under --data-dir, if no collector holds it)",
+    )
+    parser.add_argument("--data-dir", default=".agentwatch", help="embedded store directory")
+
+
 def _add_alerts(sub: Subparsers) -> None:
     parser = sub.add_parser(
         "alerts",
@@ -298,13 +310,7 @@ def _add_alerts(sub: Subparsers) -> None:
         "collector's read-only endpoint (--clickhouse-url http://127.0.0.1:8123), where alerts "
         "cannot be recorded.",
     )
-    parser.add_argument(
-        "--clickhouse-url",
-        default=os.environ.get("AGENTWATCH_CLICKHOUSE_URL"),
-        help="http://user:pass@host:8123/db of a ClickHouse server or a collector's query "
-        "endpoint (default: the embedded store under --data-dir, if no collector holds it)",
-    )
-    parser.add_argument("--data-dir", default=".agentwatch", help="embedded store directory")
+    _reader_store_arguments(parser)
     _alert_arguments(parser)
     parser.add_argument(
         "--once", action="store_true", help="check once, print, exit 1 if anything breaches"
@@ -389,13 +395,7 @@ def _add_export(sub: Subparsers) -> None:
         "outcome line. Content appears where the sender captured it.",
     )
     trace_parser.add_argument("trace_id", help="the trace id (32 hex digits)")
-    trace_parser.add_argument(
-        "--clickhouse-url",
-        default=os.environ.get("AGENTWATCH_CLICKHOUSE_URL"),
-        help="http://user:pass@host:8123/db of a ClickHouse server or a collector's query "
-        "endpoint (default: the embedded store under --data-dir, if no collector holds it)",
-    )
-    trace_parser.add_argument("--data-dir", default=".agentwatch", help="embedded store directory")
+    _reader_store_arguments(trace_parser)
     trace_parser.add_argument(
         "--output", "-o", help="file to write (default: standard output)", default=None
     )

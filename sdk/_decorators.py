@@ -164,6 +164,16 @@ class _Spec:
         return {k: v for k, v in bound.arguments.items() if k not in ("self", "cls")}
 
 
+def _foreign_attributes(span: Any) -> Mapping[str, Any] | None:
+    """The attributes of a span another instrumentation made (a framework's); None for ours,
+    or for a span that is not the SDK's kind (a non-recording one has no scope)."""
+    scope = getattr(span, "instrumentation_scope", None)
+    if scope is None or getattr(scope, "name", None) == INSTRUMENTATION_NAME:
+        return None
+    attributes: Mapping[str, Any] = getattr(span, "attributes", None) or {}
+    return attributes
+
+
 def _framework_tool_span(parent: otel_context.Context, spec: _Spec) -> Span | None:
     """The current span when it is another instrumentation's span of this same tool call (a
     framework that traces its tools, e.g. PydanticAI, calling our ``@aw.tool``), else None."""
@@ -172,10 +182,10 @@ def _framework_tool_span(parent: otel_context.Context, spec: _Spec) -> Span | No
     span = trace.get_current_span(parent)
     if not span.is_recording():
         return None
-    scope = getattr(span, "instrumentation_scope", None)
-    if scope is None or getattr(scope, "name", None) == INSTRUMENTATION_NAME:
-        return None  # ours (a tool that calls itself nests, as any other call does)
-    attributes = getattr(span, "attributes", None) or {}
+    # Not ours: a tool that calls itself nests, as any other call does.
+    attributes = _foreign_attributes(span)
+    if attributes is None:
+        return None
     is_tool = (
         attributes.get(semconv.GEN_AI_OPERATION_NAME) == semconv.OPERATION_EXECUTE_TOOL
         or str(attributes.get("openinference.span.kind", "")).upper() == "TOOL"
@@ -496,10 +506,9 @@ _FOREIGN_PROVIDER_KEYS: Final = ("gen_ai.provider.name", "gen_ai.system", "llm.p
 
 def _foreign_model_call(span: Any) -> Mapping[str, Any] | None:
     """A span's attributes when another instrumentation's span records a model call."""
-    scope = getattr(span, "instrumentation_scope", None)
-    if scope is None or scope.name == INSTRUMENTATION_NAME:
+    attributes = _foreign_attributes(span)
+    if attributes is None:
         return None
-    attributes: Mapping[str, Any] = getattr(span, "attributes", None) or {}
     operation = attributes.get(semconv.GEN_AI_OPERATION_NAME)
     if operation in _FOREIGN_MODEL_OPERATIONS:
         return attributes
