@@ -15,11 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from agentwatch.storage._scope import IN_RANGE, SPAN_SCOPE, SPANS, Filters
+from agentwatch.storage._review_queries import ABOUT as FEEDBACK_ABOUT
+from agentwatch.storage._scope import IN_RANGE, SINCE_START, SPAN_SCOPE, SPANS, Filters
 from agentwatch.storage._store import Rows, Store
 from agentwatch.storage._tasks import TASKS, fact_rows, fact_tasks, ratio
-
-_SINCE_START: Final = "Timestamp >= fromUnixTimestamp64Nano({start_ns:Int64})"
 
 # --- decisions ----------------------------------------------------------------------------------
 _BUCKET: Final = "least(toUInt32(floor(d.Confidence * {bins:UInt32})), {bins:UInt32} - 1) AS bucket"
@@ -70,8 +69,10 @@ _CONFIDENCE_SQL: Final = (
 _FEEDBACK: Final = (
     "SELECT TraceId, 1 AS has_feedback, "
     "toUInt8(ifNull(argMax(FeedbackCorrect, Timestamp), 0)) AS correct "
-    f"FROM {SPANS} WHERE {_SINCE_START} AND Operation = 'feedback' "
-    "AND FeedbackCorrect IS NOT NULL GROUP BY TraceId"
+    f"FROM {SPANS} WHERE {SINCE_START} AND Operation = 'feedback' "
+    "AND FeedbackCorrect IS NOT NULL "
+    # A review of a tool call judges the action, not how sure the decision was.
+    f"AND SpanAttributes['{FEEDBACK_ABOUT}'] != 'action' GROUP BY TraceId"
 )
 _CALIBRATION_SQL: Final = (
     f"SELECT {_BUCKET}, bucket / {{bins:UInt32}} AS confidence_from, "

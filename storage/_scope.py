@@ -171,6 +171,8 @@ IN_RANGE: Final = (
     "Timestamp >= fromUnixTimestamp64Nano({start_ns:Int64}) "
     "AND Timestamp < fromUnixTimestamp64Nano({end_ns:Int64})"
 )
+SINCE_START: Final = "Timestamp >= fromUnixTimestamp64Nano({start_ns:Int64})"
+"""From the range's start on, with no end: for feedback, which arrives after the fact."""
 SPAN_SCOPE: Final = (
     "({service:String} = '' OR ServiceName = {service:String}) "
     "AND ({environment:String} = '' OR Environment = {environment:String})"

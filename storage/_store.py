@@ -97,13 +97,23 @@ def escape_param(value: Any) -> Any:
     """chDB reads bound string values in ClickHouse's escaped text form (as the HTTP interface
     does), so a raw newline, tab or backslash would be misread: escape them."""
     if isinstance(value, str):
-        return (
-            value.replace("\\", "\\\\")
-            .replace("\n", "\\n")
-            .replace("\t", "\\t")
-            .replace("\r", "\\r")
-        )
+        return _escaped(value)
+    if isinstance(value, list | tuple):
+        # An array is read as its literal: quoted, escaped elements.
+        return "[" + ", ".join(_array_element(item) for item in value) + "]"
     return value
+
+
+def _escaped(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+
+
+def _array_element(item: Any) -> str:
+    if isinstance(item, str):
+        return "'" + _escaped(item).replace("'", "\\'") + "'"
+    if isinstance(item, bool) or not isinstance(item, int | float):
+        raise TypeError(f"an array parameter holds strings or numbers, not {type(item).__name__}")
+    return repr(item)
 
 
 def _rows_from_arrow(table: pa.Table) -> Rows:
