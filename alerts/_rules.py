@@ -16,6 +16,14 @@
     min_volume = 20
     threshold = 4.0                  # robust z: (value - median) / (1.4826 * MAD), floored
 
+The same file says which decisions go to the dashboard's review queue besides those routed to
+``review`` or ``escalate`` (``parse_review_rules``)::
+
+    [[review]]
+    name = "unsure refunds"
+    confidence_below = 0.9           # flag decisions below this confidence
+    where = { task_type = "refund" } # service | agent | task_type | environment
+
 A bad file raises ``AlertRulesError`` naming the file, the line, the rule (number and name) and
 the field. With no file, ``default_rules()`` alerts on cost and error spikes per task type, on
 agents that go silent and on failing health checks.
@@ -34,6 +42,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from agentwatch._errors import ConfigurationError
+from agentwatch.storage._review_queries import ReviewRule
 
 Metric: TypeAlias = Literal[
     "cost", "cost_per_task", "error_rate", "escalation_rate", "latency_p95", "tokens"
@@ -165,7 +174,37 @@ Rule: TypeAlias = Annotated[
     Field(discriminator="kind"),
 ]
 _RULE: Final[TypeAdapter[Rule]] = TypeAdapter(Rule)
-_TOP_LEVEL_KEYS: Final = ("include_defaults", "rule")
+_TOP_LEVEL_KEYS: Final = ("include_defaults", "rule", "review")
+
+
+class ReviewWhere(_Strict):
+    """Only decisions matching every given field are flagged (decisions have no model)."""
+
+    service: str | None = None
+    agent: str | None = None
+    task_type: str | None = None
+    environment: str | None = None
+
+
+class ReviewRuleModel(_Strict):
+    """A ``[[review]]`` table: decisions below ``confidence_below`` (for its ``where``) go to the
+    dashboard's review queue."""
+
+    name: str = Field(min_length=1, max_length=200)
+    confidence_below: float = Field(gt=0.0, le=1.0)
+    where: ReviewWhere = ReviewWhere()
+    enabled: bool = True
+
+    def rule(self) -> ReviewRule:
+        where = self.where
+        return ReviewRule(
+            name=self.name,
+            confidence_below=self.confidence_below,
+            task_type=where.task_type or "",
+            agent=where.agent or "",
+            service=where.service or "",
+            environment=where.environment or "",
+        )
 
 
 def default_rules() -> list[Rule]:
@@ -220,13 +259,14 @@ class RuleProblem:
     rule_name: str | None = None
     field: str | None = None
     line: int | None = None
+    table: str = "rule"  # or "review"
 
     def describe(self, source: str) -> str:
         where = f"{source}:{self.line}" if self.line is not None else source
         parts = [where]
         if self.rule_number is not None:
             named = f" ({self.rule_name!r})" if self.rule_name else ""
-            parts.append(f"rule {self.rule_number}{named}")
+            parts.append(f"{self.table} {self.rule_number}{named}")
         if self.field:
             parts.append(f"field {self.field!r}")
         return ": ".join([*parts, self.message])
@@ -243,22 +283,22 @@ class AlertRulesError(ConfigurationError):
 
 
 # --- loading ----------------------------------------------------------------------------------
-_RULE_HEADER = re.compile(r"^\s*\[\[\s*rule\s*\]\]")
 _ANY_HEADER = re.compile(r"^\s*\[")
-_SUB_TABLE = re.compile(r"^\s*\[\s*rule\s*\.")
 
 
-def _rule_blocks(text: str) -> list[tuple[int, int]]:
-    """(first, end) line indexes of each ``[[rule]]`` block, its sub-tables included."""
+def _rule_blocks(text: str, table: str = "rule") -> list[tuple[int, int]]:
+    """(first, end) line indexes of each ``[[table]]`` block, its sub-tables included."""
+    header = re.compile(rf"^\s*\[\[\s*{table}\s*\]\]")
+    sub_table = re.compile(rf"^\s*\[\s*{table}\s*\.")
     lines = text.splitlines()
     blocks: list[tuple[int, int]] = []
     start: int | None = None
     for i, line in enumerate(lines):
-        if _RULE_HEADER.match(line):
+        if header.match(line):
             if start is not None:
                 blocks.append((start, i))
             start = i
-        elif start is not None and _ANY_HEADER.match(line) and not _SUB_TABLE.match(line):
+        elif start is not None and _ANY_HEADER.match(line) and not sub_table.match(line):
             blocks.append((start, i))
             start = None
     if start is not None:
@@ -266,7 +306,9 @@ def _rule_blocks(text: str) -> list[tuple[int, int]]:
     return blocks
 
 
-def _line_of(text: str, block: tuple[int, int] | None, path: Sequence[str]) -> int | None:
+def _line_of(
+    text: str, block: tuple[int, int] | None, path: Sequence[str], table: str = "rule"
+) -> int | None:
     """The 1-based line of ``path`` inside a rule's block, or of the block's header."""
     if block is None:
         return None
@@ -277,7 +319,7 @@ def _line_of(text: str, block: tuple[int, int] | None, path: Sequence[str]) -> i
         for i in range(first, end):
             if pattern.match(lines[i]):
                 return i + 1
-        header = re.compile(rf"^\s*\[\s*rule\s*\.\s*{re.escape(key)}\s*\]")
+        header = re.compile(rf"^\s*\[\s*{table}\s*\.\s*{re.escape(key)}\s*\]")
         for i in range(first, end):
             if header.match(lines[i]):
                 return i + 1
@@ -295,7 +337,12 @@ def _message(error: Mapping[str, Any]) -> str:
 
 
 def _rule_problems(
-    exc: ValidationError, table: Mapping[str, Any], number: int, text: str, block: Any
+    exc: ValidationError,
+    table: Mapping[str, Any],
+    number: int,
+    text: str,
+    block: Any,
+    kind_of_table: str = "rule",
 ) -> list[RuleProblem]:
     name = table.get("name") if isinstance(table.get("name"), str) else None
     tag = table.get("kind")
@@ -321,7 +368,8 @@ def _rule_problems(
                 rule_number=number,
                 rule_name=name,
                 field=".".join(loc) or None,
-                line=_line_of(text, block, loc),
+                line=_line_of(text, block, loc, kind_of_table),
+                table=kind_of_table,
             )
         )
     return problems
@@ -392,3 +440,63 @@ def load_rules(path: str | Path | None) -> list[Rule]:
     except OSError as exc:
         raise AlertRulesError(str(file), [RuleProblem(f"cannot read: {exc.strerror}")]) from None
     return parse_rules(text, source=str(file))
+
+
+# --- review rules -----------------------------------------------------------------------------
+def parse_review_rules(text: str, source: str = "<rules>") -> list[ReviewRule]:
+    """The ``[[review]]`` tables of a rules file (the ``[[rule]]`` ones are ``parse_rules``'s);
+    raises ``AlertRulesError`` listing every problem."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise AlertRulesError(source, [RuleProblem(f"not valid TOML: {exc}")]) from None
+    tables = document.get("review", [])
+    if not isinstance(tables, list):
+        raise AlertRulesError(
+            source, [RuleProblem("must be an array of tables: write [[review]]", field="review")]
+        )
+    blocks = _rule_blocks(text, "review")
+    problems: list[RuleProblem] = []
+    rules: list[ReviewRule] = []
+    seen: dict[str, int] = {}
+    for index, table in enumerate(tables):
+        number = index + 1
+        block = blocks[index] if index < len(blocks) else None
+        if not isinstance(table, dict):
+            problems.append(RuleProblem("must be a table", rule_number=number, table="review"))
+            continue
+        try:
+            model = ReviewRuleModel.model_validate(table)
+        except ValidationError as exc:
+            problems.extend(_rule_problems(exc, table, number, text, block, "review"))
+            continue
+        if model.name in seen:
+            problems.append(
+                RuleProblem(
+                    f"duplicate name, already used by review {seen[model.name]}",
+                    rule_number=number,
+                    rule_name=model.name,
+                    field="name",
+                    line=_line_of(text, block, ["name"], "review"),
+                    table="review",
+                )
+            )
+            continue
+        seen[model.name] = number
+        if model.enabled:
+            rules.append(model.rule())
+    if problems:
+        raise AlertRulesError(source, problems)
+    return rules
+
+
+def load_review_rules(path: str | Path | None) -> list[ReviewRule]:
+    """The review rules of a rules file; none without a file."""
+    if path is None:
+        return []
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise AlertRulesError(str(file), [RuleProblem(f"cannot read: {exc.strerror}")]) from None
+    return parse_review_rules(text, source=str(file))

@@ -16,9 +16,12 @@ from agentwatch.alerts._rules import (
     RuleProblem,
     ThresholdRule,
     default_rules,
+    load_review_rules,
     load_rules,
+    parse_review_rules,
     parse_rules,
 )
+from agentwatch.storage._review_queries import ReviewRule
 
 EVERY_KIND = """
 [[rule]]
@@ -219,3 +222,81 @@ def test_rule_metrics_and_groupings_are_the_ones_the_queries_compute() -> None:
 
     assert get_args(Metric) == TASK_METRICS
     assert get_args(GroupBy) == TASK_GROUPS
+
+
+# --- review rules ---------------------------------------------------------------------------
+REVIEW_FILE = """
+[[rule]]
+name = "cost spike"
+kind = "anomaly"
+metric = "cost"
+
+[[review]]
+name = "unsure refunds"
+confidence_below = 0.9
+where = { task_type = "refund", environment = "prod" }
+
+[[review]]
+name = "anything unsure"
+confidence_below = 0.5
+
+[[review]]
+name = "switched off"
+confidence_below = 0.5
+enabled = false
+"""
+
+
+def test_review_tables_sit_beside_alert_rules_in_one_file() -> None:
+    reviews = parse_review_rules(REVIEW_FILE)
+    alerts = parse_rules(REVIEW_FILE)
+
+    assert reviews == [
+        ReviewRule(
+            name="unsure refunds", confidence_below=0.9, task_type="refund", environment="prod"
+        ),
+        ReviewRule(name="anything unsure", confidence_below=0.5),
+    ]
+    assert [r.name for r in alerts] == ["cost spike"]
+
+
+@pytest.mark.parametrize(
+    ("table", "field", "message"),
+    [
+        ('name = "x"\nconfidence_below = 1.5', "confidence_below", "less than or equal to 1"),
+        ('name = "x"\nconfidence_below = 0', "confidence_below", "greater than 0"),
+        ('name = "x"', "confidence_below", "required"),
+        ('name = "x"\nconfidence_below = 0.5\nwhere = { model = "gpt-4o" }', "where.model", ""),
+        ('name = "x"\nconfidence_below = 0.5\nroute = "auto"', "route", "unknown field"),
+    ],
+)
+def test_a_bad_review_table_names_its_line_and_field(table: str, field: str, message: str) -> None:
+    text = f"[[rule]]\nname = 'a'\nkind = 'anomaly'\nmetric = 'cost'\n\n[[review]]\n{table}\n"
+
+    with pytest.raises(AlertRulesError) as caught:
+        parse_review_rules(text, source="rules.toml")
+
+    (problem,) = caught.value.problems
+    assert (problem.table, problem.rule_number, problem.field) == ("review", 1, field)
+    assert problem.line is not None
+    assert problem.line >= 6
+    assert message in problem.message
+    assert str(caught.value).startswith("invalid alert rules:\n  rules.toml:")
+    assert ": review 1 ('x'): " in str(caught.value)
+
+
+def test_two_review_tables_of_one_name_are_refused() -> None:
+    text = "[[review]]\nname = 'x'\nconfidence_below = 0.5\n\n[[review]]\nname = 'x'\n"
+    text += "confidence_below = 0.6\n"
+    with pytest.raises(AlertRulesError, match=r"review 2 .*duplicate name"):
+        parse_review_rules(text)
+
+
+def test_without_a_file_there_are_no_review_rules(tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text(REVIEW_FILE, encoding="utf-8")
+
+    assert load_review_rules(None) == []
+    assert [r.name for r in load_review_rules(path)] == ["unsure refunds", "anything unsure"]
+    with pytest.raises(AlertRulesError, match="cannot read"):
+        load_review_rules(tmp_path / "missing.toml")
