@@ -12,7 +12,14 @@ from __future__ import annotations
 from agentwatch import _expectations as expect
 from agentwatch._config import configure, force_flush, is_configured, shutdown
 from agentwatch._decorators import agent, llm, tool
-from agentwatch._errors import AgentLimitExceeded, AgentwatchError, ConfigurationError
+from agentwatch._errors import (
+    AgentLimitExceeded,
+    AgentwatchError,
+    ConfigurationError,
+    ReplayedToolError,
+    ReplayError,
+    ReplayMismatch,
+)
 from agentwatch._expectations import Expectation, Verdict
 from agentwatch._health import (
     HealthResult,
@@ -38,6 +45,7 @@ from agentwatch._records import (
     set_outcome,
 )
 from agentwatch._redact import default_redactor, make_redactor
+from agentwatch._replay import Replay, replay
 from agentwatch._testing import CapturedSpans, capture_spans
 
 __version__ = "0.1.0"
@@ -53,6 +61,10 @@ __all__ = [
     "InstrumentationResult",
     "Limits",
     "Probe",
+    "Replay",
+    "ReplayError",
+    "ReplayMismatch",
+    "ReplayedToolError",
     "Thresholds",
     "TraceRef",
     "Verdict",
@@ -74,6 +86,7 @@ __all__ = [
     "record_decision",
     "record_feedback",
     "record_usage",
+    "replay",
     "route_by_confidence",
     "run_health_checks",
     "set_outcome",

@@ -1,8 +1,8 @@
 """``@agent``, ``@tool`` and ``@llm``: one span per call, for sync, async and generator functions.
 
 The hot path is written for the common case: when agentwatch is not configured (and no agent
-run with limits is active, whose budget the call would charge) a decorated call is two cheap
-reads and a direct call. Telemetry work happens in
+run with limits is active, whose budget the call would charge, nor a replay, which answers the
+call) a decorated call is two cheap reads and a direct call. Telemetry work happens in
 ``_Call`` methods that swallow their own failures, so only the user's exceptions (and a
 deliberate ``AgentLimitExceeded``) ever reach user code.
 """
@@ -17,6 +17,7 @@ from collections.abc import (
     Awaitable,
     Callable,
     Generator,
+    Iterable,
     Iterator,
     Mapping,
     Sequence,
@@ -31,7 +32,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from agentwatch import _semconv as semconv
 from agentwatch._config import INSTRUMENTATION_NAME, STATE, Settings
-from agentwatch._errors import AgentLimitExceeded, ConfigurationError
+from agentwatch._errors import AgentLimitExceeded, ConfigurationError, ReplayError
 from agentwatch._limits import Budget, Limits, estimate_cost_usd
 from agentwatch._redact import (
     bounded_redact,
@@ -40,6 +41,7 @@ from agentwatch._redact import (
     exception_stacktrace,
     exception_type_name,
 )
+from agentwatch._replay import REPLAY_KEY, active_replay
 from agentwatch._run import Run, current_run, with_run
 from agentwatch._safety import internal_error
 from agentwatch._usage import Usage, extract_stream_event, extract_usage, response_text, stream_text
@@ -48,6 +50,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
 SpanRole = Literal["agent", "tool", "llm"]
+# How an active replay answers a call, from its (args, kwargs): see ``_replay_answer``.
+Answer = Callable[[tuple[Any, ...], dict[str, Any]], Any]
 
 
 def error_type(exc: BaseException) -> str:
@@ -317,6 +321,14 @@ class _Call:
             span.set_attribute(
                 semconv.GEN_AI_TOOL_CALL_ARGUMENTS, capture_text(settings, arguments)
             )
+
+    def mark_replayed(self) -> None:
+        """Say on the span that a replay answered this call, not the function."""
+        try:
+            if self.span is not None:
+                self.span.set_attribute(semconv.REPLAY, True)
+        except Exception:
+            internal_error("marking a replayed span")
 
     def enter(self) -> None:
         try:
@@ -672,19 +684,77 @@ def _finish_result(call: _Call, result: Any) -> Any:
     return result
 
 
+def _idle() -> bool:
+    """No agent run and no replay in the current context: one context read."""
+    ctx = otel_context.get_current()
+    return current_run(ctx) is None and ctx.get(REPLAY_KEY) is None
+
+
+def _replay_answer(spec: _Spec, *, streams: bool = False) -> Answer | None:
+    """How the active replay answers this call; None to run the function itself.
+
+    Its ``ReplayMismatch`` is raised as the call's own exception would be, outside the
+    telemetry code whose failures are swallowed: a diverging replay fails the test.
+    """
+    if spec.role == "agent":
+        return None
+    replay = active_replay()
+    if replay is None:
+        return None
+    if spec.role == "tool":
+        if streams:
+            return lambda args, kwargs: _refuse_generator_tool(spec.name)
+
+        return lambda args, kwargs: replay.tool_call(spec.name, spec.bound_arguments(args, kwargs))
+    if replay.answers_models():
+        return lambda args, kwargs: replay.model_call()
+    return None
+
+
+def _refuse_generator_tool(name: str) -> None:
+    raise ReplayError(
+        f"tool {name!r} is a generator: what it yields is not recorded, so it cannot be replayed"
+    )
+
+
+def _answered_items(answer: Answer, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[Any]:
+    """A generator function's replayed answer, item by item (a single value: one item)."""
+    value = answer(args, kwargs)
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        yield value
+    else:
+        yield from value
+
+
+async def _answered_async_items(
+    answer: Answer, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> AsyncIterator[Any]:
+    """An async generator function's replayed answer, item by item."""
+    value = answer(args, kwargs)
+    if hasattr(value, "__aiter__"):
+        async for item in value:
+            yield item
+    else:
+        for item in _answered_items(lambda _args, _kwargs: value, args, kwargs):
+            yield item
+
+
 def _wrap_sync(fn: Callable[P, R], spec: _Spec) -> Callable[P, R]:
     always_trace = spec.limits is not None
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        if STATE.tracer is None and not always_trace and current_run() is None:
+        if STATE.tracer is None and not always_trace and _idle():
             return fn(*args, **kwargs)
+        answer = _replay_answer(spec)
         call = _Call.begin(spec, args, kwargs)
         if call is None:
-            return fn(*args, **kwargs)
+            return fn(*args, **kwargs) if answer is None else cast("R", answer(args, kwargs))
+        if answer is not None:
+            call.mark_replayed()
         call.enter()
         try:
-            result = fn(*args, **kwargs)
+            result = fn(*args, **kwargs) if answer is None else answer(args, kwargs)
         except BaseException as exc:
             call.exit()
             call.finish(exc)
@@ -700,14 +770,19 @@ def _wrap_async(fn: Callable[P, Awaitable[R]], spec: _Spec) -> Callable[P, Await
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        if STATE.tracer is None and not always_trace and current_run() is None:
+        if STATE.tracer is None and not always_trace and _idle():
             return await fn(*args, **kwargs)
+        answer = _replay_answer(spec)
         call = _Call.begin(spec, args, kwargs)
         if call is None:
+            if answer is not None:
+                return cast("R", answer(args, kwargs))
             return await fn(*args, **kwargs)
+        if answer is not None:
+            call.mark_replayed()
         call.enter()
         try:
-            result = await fn(*args, **kwargs)
+            result = await fn(*args, **kwargs) if answer is None else answer(args, kwargs)
         except BaseException as exc:
             call.exit()
             call.finish(exc)
@@ -723,16 +798,21 @@ def _wrap_generator(fn: Callable[P, Iterator[Any]], spec: _Spec) -> Callable[P, 
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> Generator[Any, Any, Any]:
-        if STATE.tracer is None and not always_trace and current_run() is None:
+        if STATE.tracer is None and not always_trace and _idle():
             return (yield from fn(*args, **kwargs))
+        answer = _replay_answer(spec, streams=True)
         call = _Call.begin(spec, args, kwargs)
         if call is None:
+            if answer is not None:
+                return (yield from _answered_items(answer, args, kwargs))
             return (yield from fn(*args, **kwargs))
+        if answer is not None:
+            call.mark_replayed()
         # The context is attached around each step, never across a yield: the consumer may
         # resume us from another context, and a token must be detached where it was attached.
         call.enter()
         try:
-            gen = fn(*args, **kwargs)
+            gen = fn(*args, **kwargs) if answer is None else _answered_items(answer, args, kwargs)
         except BaseException as exc:
             call.exit()
             call.finish(exc)
@@ -793,16 +873,21 @@ def _wrap_async_generator(
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> AsyncIterator[Any]:
-        if STATE.tracer is None and not always_trace and current_run() is None:
+        if STATE.tracer is None and not always_trace and _idle():
             async for item in fn(*args, **kwargs):
                 yield item
             return
+        answer = _replay_answer(spec, streams=True)
         call = _Call.begin(spec, args, kwargs)
-        agen = fn(*args, **kwargs)
+        agen = (
+            fn(*args, **kwargs) if answer is None else _answered_async_items(answer, args, kwargs)
+        )
         if call is None:
             async for item in agen:
                 yield item
             return
+        if answer is not None:
+            call.mark_replayed()
         is_llm = spec.role == "llm"
         if is_llm:
             call.start_stream()

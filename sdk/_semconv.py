@@ -65,6 +65,8 @@ FEEDBACK_CORRECT: Final = "agentwatch.feedback.correct"
 FEEDBACK_THUMBS_UP: Final = "agentwatch.feedback.thumbs_up"
 FEEDBACK_COMMENT: Final = "agentwatch.feedback.comment"
 FEEDBACK_TARGET_SPAN_ID: Final = "agentwatch.feedback.span_id"
+# A call answered by ``aw.replay`` from a recorded trace, not by the function itself.
+REPLAY: Final = "agentwatch.replay"
 ENVIRONMENT: Final = "deployment.environment.name"
 
 # Span names for the agentwatch-only operations.

@@ -51,6 +51,7 @@ INTERNAL = {
         "redact_text",
         "truncate",
     },
+    "agentwatch._replay": {"active_replay"},
     "agentwatch._testing": {"attributes"},
 }
 # Modules users reach as a namespace of the package (``aw.expect.contains(...)``).
