@@ -32,16 +32,34 @@ def _add_demo(sub: Subparsers) -> None:
     parser.add_argument("--tickets", type=int, default=20, help="tickets to handle (default: 20)")
     parser.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
     parser.add_argument(
+        "--latency",
+        type=_non_negative,
+        default=0.0,
+        metavar="SCALE",
+        help="simulated model and tool latency; 1 is a real fleet's (default: 0, no waiting)",
+    )
+    parser.add_argument(
         "--console", action="store_true", help="print spans to stdout instead of exporting"
     )
     parser.set_defaults(handler=_run_demo)
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, not {text!r}")
+    return value
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     from agentwatch.app._demo import run_demo
 
     summary = run_demo(
-        tickets=args.tickets, seed=args.seed, endpoint=args.endpoint, console=args.console
+        tickets=args.tickets,
+        seed=args.seed,
+        endpoint=args.endpoint,
+        console=args.console,
+        latency_scale=args.latency,
     )
     print(summary)
     return 0
@@ -196,7 +214,8 @@ def _add_up(sub: Subparsers) -> None:
         help="run the collector and the dashboard together (and a demo fleet with --demo)",
         description="Start the collector (embedded chDB under --data-dir) and the dashboard, "
         "print their URLs, and stop both on Ctrl-C. --demo also runs a simulated fleet of "
-        "agents through the real SDK, with a cost and an error spike after a few minutes.",
+        "agents through the real SDK (realistic latency, health probes, decisions for review, "
+        "risky tool calls) with a cost and an error spike from minute 1 to minute 3.",
     )
     _collector_arguments(parser)
     parser.add_argument("--dashboard-port", type=int, default=8501, help="dashboard port")
@@ -212,7 +231,15 @@ def _add_up(sub: Subparsers) -> None:
     )
     parser.add_argument("--demo", action="store_true", help="run the demo agent fleet too")
     parser.add_argument(
-        "--demo-rate", type=float, default=4.0, help="demo tickets per second (default: 4)"
+        "--demo-rate", type=float, default=6.0, help="demo tickets per second (default: 6)"
+    )
+    parser.add_argument(
+        "--demo-latency",
+        type=_non_negative,
+        default=1.0,
+        metavar="SCALE",
+        help="scale of the demo's simulated model and tool latency (default: 1, a real "
+        "fleet's: model calls 0.3-2.5 s, tools 50-400 ms; 0: no waiting)",
     )
     parser.add_argument(
         "--demo-tickets",
@@ -235,7 +262,11 @@ def _run_up(args: argparse.Namespace) -> int:
         dashboard_password=args.dashboard_password,
         demo=args.demo,
         alerts=_alert_options(args),
-        schedule=DemoSchedule(tickets_per_s=args.demo_rate, tickets=args.demo_tickets),
+        schedule=DemoSchedule(
+            tickets_per_s=args.demo_rate,
+            tickets=args.demo_tickets,
+            latency_scale=args.demo_latency,
+        ),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Final
 
 from agentwatch._errors import ConfigurationError
 from agentwatch.alerts._evaluator import AlertService
@@ -18,21 +20,42 @@ from agentwatch.app._collector import Collector, CollectorConfig
 from agentwatch.app._signals import stop_on_signals
 from agentwatch.query._protocol import is_loopback
 
+if TYPE_CHECKING:
+    from agentwatch.app._demo import DemoFleet
+
 logger = logging.getLogger("agentwatch.up")
+# A slow ticket's simulated time at latency scale 1 (three steps; the average is ~3 s).
+SLOW_TICKET_S: Final = 7.0
+MAX_DEMO_WORKERS: Final = 64
 
 
 @dataclass(frozen=True, slots=True)
 class DemoSchedule:
-    """When the demo stages its spikes, so alerts have something to find."""
+    """How the demo runs: its pace, how long its calls take, and when it stages its spike (a
+    minute in, for two minutes: ``demo_rules`` fire on it within a minute of its start), so
+    every page has something to show within two minutes."""
 
-    tickets_per_s: float = 4.0
-    spike_after_s: float = 180.0
+    tickets_per_s: float = 6.0
+    spike_after_s: float = 60.0
     spike_for_s: float = 120.0
     spike_task_type: str = "refund"
     cost_factor: float = 5.0
     error_factor: float = 10.0
+    # Simulated latency of model and tool calls (1.0: seconds per ticket, as a real fleet; the
+    # end-to-end tests run it small). See agentwatch.app._demo.MODEL_LATENCY_S.
+    latency_scale: float = 1.0
+    destructive_rate: float = 0.02  # tickets that ask to close the account (the audit's case)
+    probe_every_s: float = 10.0
     # Stop after this many tickets (flushed, then idle until Ctrl-C); None runs until stopped.
     tickets: int | None = None
+
+    def spiking(self, elapsed_s: float) -> bool:
+        return self.spike_after_s <= elapsed_s < self.spike_after_s + self.spike_for_s
+
+    def workers(self) -> int:
+        """Threads enough to keep the pace while tickets take their simulated time."""
+        in_flight = self.tickets_per_s * SLOW_TICKET_S * self.latency_scale
+        return max(1, min(MAX_DEMO_WORKERS, math.ceil(in_flight) + 1))
 
 
 def dashboard_app_path() -> Path | None:
@@ -83,6 +106,9 @@ def start_dashboard(
         "true",
         "--browser.gatherUsageStats",
         "false",
+        # Viewers' menu only: no Deploy button, rerun or clear-cache (developer options).
+        "--client.toolbarMode",
+        "viewer",
     ]
     return subprocess.Popen(command, env=env)  # noqa: S603 - our own interpreter and app
 
@@ -100,53 +126,117 @@ def connect_help(query_url: str, data_dir: Path) -> str:
     )
 
 
+class _Pacer:
+    """Hands out ticket start times at the schedule's pace to whichever worker is free."""
+
+    def __init__(self, schedule: DemoSchedule, started: float) -> None:
+        self.interval_s = 1.0 / schedule.tickets_per_s if schedule.tickets_per_s > 0 else 1.0
+        self.limit = schedule.tickets
+        self.started = started
+        self.claimed = 0
+        self._lock = threading.Lock()
+
+    def claim(self) -> float | None:
+        """The monotonic time the next ticket starts at; None once ``limit`` are handed out."""
+        with self._lock:
+            if self.limit is not None and self.claimed >= self.limit:
+                return None
+            start_at = self.started + self.claimed * self.interval_s
+            self.claimed += 1
+            return start_at
+
+
 class DemoRunner:
-    """Runs the demo fleet through the real SDK and OTLP path, in a background thread."""
+    """Runs the demo fleet through the real SDK and OTLP path in background threads: a few
+    workers handle tickets concurrently (each its own fleet and RNG, derived from ``seed``),
+    and the health probes run on their scheduler, as a user's would."""
 
     def __init__(self, endpoint: str, schedule: DemoSchedule, seed: int = 7) -> None:
         self.endpoint = endpoint
         self.schedule = schedule
         self.seed = seed
+        self.handled = 0
+        self._handled_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="agentwatch-demo", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def _run(self) -> None:
-        from agentwatch._config import configure, force_flush, shutdown
+    def _fleet(self, number: int) -> DemoFleet:
         from agentwatch.app._demo import DemoFleet
 
-        configure(service_name="demo-support-fleet", endpoint=self.endpoint, environment="demo")
-        fleet = DemoFleet(self.seed)
+        return DemoFleet(
+            self.seed * 1000 + number,
+            latency_scale=self.schedule.latency_scale,
+            destructive_rate=self.schedule.destructive_rate,
+            stop=self._stop,
+        )
+
+    def _run(self) -> None:
+        from agentwatch._config import configure, force_flush, shutdown
+        from agentwatch._health import run_health_checks, start_health_checks, stop_health_checks
+        from agentwatch.app._demo import demo_health_checks
+
+        # Content capture on (redacted, as by default): reasoning, arguments and answers show.
+        configure(
+            service_name="demo-support-fleet",
+            endpoint=self.endpoint,
+            environment="demo",
+            capture_content=True,
+        )
         schedule = self.schedule
         started = time.monotonic()
-        interval = 1.0 / schedule.tickets_per_s if schedule.tickets_per_s > 0 else 1.0
-        handled = 0
+        probes = demo_health_checks(
+            self._fleet(0),
+            order_service_down=lambda: schedule.spiking(time.monotonic() - started),
+            every_s=schedule.probe_every_s,
+        )
+        pacer = _Pacer(schedule, started)
+        workers = [
+            threading.Thread(
+                target=self._work,
+                args=(self._fleet(number), pacer),
+                name=f"agentwatch-demo-{number}",
+                daemon=True,
+            )
+            for number in range(1, schedule.workers() + 1)
+        ]
         try:
-            while not self._stop.is_set():
-                if schedule.tickets is not None and handled >= schedule.tickets:
-                    flushed = force_flush()
-                    print(
-                        f"demo: {handled} tickets sent{'' if flushed else ' (flush timed out)'}",
-                        flush=True,
-                    )
-                    self._stop.wait()
-                    break
-                elapsed = time.monotonic() - started
-                spiking = (
-                    schedule.spike_after_s
-                    <= elapsed
-                    < schedule.spike_after_s + schedule.spike_for_s
+            if schedule.tickets is None:
+                start_health_checks(probes)
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
+            if schedule.tickets is not None and not self._stop.is_set():
+                # Once each, after the tickets: the store holds both and then stops changing.
+                run_health_checks(probes)
+                flushed = force_flush()
+                print(
+                    f"demo: {self.handled} tickets sent{'' if flushed else ' (flush timed out)'}",
+                    flush=True,
                 )
-                task = schedule.spike_task_type
-                fleet.cost_boost[task] = schedule.cost_factor if spiking else 1.0
-                fleet.error_boost[task] = schedule.error_factor if spiking else 1.0
-                fleet.handle_ticket(fleet.pick_profile())
-                handled += 1
-                self._stop.wait(interval)  # paces the simulated traffic
+                self._stop.wait()
         finally:
+            stop_health_checks()
             shutdown()
+
+    def _work(self, fleet: DemoFleet, pacer: _Pacer) -> None:
+        schedule = self.schedule
+        task = schedule.spike_task_type
+        while not self._stop.is_set():
+            start_at = pacer.claim()
+            if start_at is None:
+                return
+            if self._stop.wait(max(0.0, start_at - time.monotonic())):  # paces the traffic
+                return
+            spiking = schedule.spiking(time.monotonic() - pacer.started)
+            fleet.cost_boost[task] = schedule.cost_factor if spiking else 1.0
+            fleet.error_boost[task] = schedule.error_factor if spiking else 1.0
+            fleet.handle_ticket(fleet.pick_profile())
+            with self._handled_lock:
+                self.handled += 1
 
     def stop(self) -> None:
         self._stop.set()
@@ -167,8 +257,8 @@ def run_up(
 
     The alert evaluator runs in this process, on the store the collector owns (embedded chDB
     admits one process), and prints alerts here. With ``--demo`` and no rule file it uses
-    ``demo_rules()``: 1-minute windows and a 10-minute baseline, so the demo's spikes (from
-    minute 3 to 5) fire within two minutes of their start."""
+    ``demo_rules()``: 20-second windows and a 10-minute baseline, so the demo's spike (from
+    minute 1 to 3) fires within a minute of its start, two minutes after ``up``."""
     alert_options = alerts or AlertOptions()
     rules = alert_options.rules(demo=demo) if alert_options.enabled else []
     check_dashboard_host(dashboard_host, dashboard_password)

@@ -24,6 +24,9 @@ from tests import polling
 
 T = TypeVar("T")
 PORT_NAMES = ("http", "grpc", "query", "dashboard")
+# The demo's simulated latency in these tests: tickets take tens of milliseconds, not seconds,
+# so a fixed number of them is done at once (unless a test passes its own --demo-latency).
+TEST_DEMO_LATENCY = "0.05"
 
 
 def wait_until(predicate: Callable[[], T], timeout: float, what: str) -> T:
@@ -144,8 +147,9 @@ class Up:
 
 @contextlib.contextmanager
 def agentwatch_up(data_dir: Path, *args: str) -> Iterator[Up]:
-    """Run ``python -m agentwatch up ARGS`` on free ports; kill what is left of it at the end
-    (its own process group, so a test failure leaves no dashboard behind)."""
+    """Run ``python -m agentwatch up ARGS`` on free ports (with ``--demo``, at
+    ``TEST_DEMO_LATENCY``); kill what is left of it at the end (its own process group, so a
+    test failure leaves no dashboard behind)."""
     ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True))
     command = [
         sys.executable,
@@ -164,6 +168,8 @@ def agentwatch_up(data_dir: Path, *args: str) -> Iterator[Up]:
         str(ports["dashboard"]),
         *args,
     ]
+    if "--demo" in args and "--demo-latency" not in args:
+        command += ["--demo-latency", TEST_DEMO_LATENCY]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("AGENTWATCH_CLICKHOUSE_URL", None)
     process = subprocess.Popen(

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from streamlit.proto.NewSession_pb2 import Config
 
 from agentwatch.storage._store import ServerStore, StorageError
 from tests.up_process import (
@@ -23,16 +24,37 @@ pytestmark = pytest.mark.slow
 
 def stored_tasks(up: Up) -> int:
     """Agent runs stored so far, read through the collector's query endpoint."""
+    return stored_spans(up, "Operation = 'invoke_agent'")
+
+
+def stored_spans(up: Up, where: str) -> int:
+    """Spans matching ``where`` (a constant condition) stored so far."""
     store = ServerStore(up.query_url, connect_timeout_s=2.0)
     try:
         return int(
             store.query(
-                "SELECT count() FROM {db:Identifier}.otel_traces WHERE Operation = 'invoke_agent'",
+                "SELECT count() FROM {db:Identifier}.otel_traces WHERE " + where,
                 {"db": store.database},
             ).scalar()
         )
     finally:
         store.close()
+
+
+# What the demo shows within seconds (at the tests' rate); the spike comes a minute in.
+DEMO_FEATURES = {
+    "a passing health check": "HealthCheck = 'refund-policy' AND HealthPassed",
+    "the order-status health check": "HealthCheck = 'order-status'",
+    "a decision for review, with its reasoning": (
+        "Route = 'review' AND SpanAttributes['agentwatch.decision.reasoning'] != ''"
+    ),
+    "an escalated decision": "Route = 'escalate'",
+    "a write_risky call with its arguments": (
+        "ToolTier = 'write_risky' AND SpanAttributes['gen_ai.tool.call.arguments'] != ''"
+    ),
+    "a destructive call": "ToolTier = 'destructive'",
+    "a model call of realistic length": "Operation = 'chat' AND Duration >= 10000000",
+}
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +94,22 @@ def test_the_query_password_is_generated_private_and_required(running: Up) -> No
 
 def test_demo_agents_data_reaches_the_store(running: Up) -> None:
     wait_until(lambda: stored_tasks(running) >= 5, timeout=30, what="demo tasks in the store")
+
+
+def test_the_demo_shows_probes_decisions_for_review_and_risky_calls(running: Up) -> None:
+    def missing() -> list[str]:
+        return [name for name, where in DEMO_FEATURES.items() if not stored_spans(running, where)]
+
+    wait_until(lambda: not missing(), timeout=30, what="every demo feature in the store")
+
+
+def test_the_dashboard_hides_the_developer_menu(running: Up) -> None:
+    """Streamlit's "viewer" toolbar: no Deploy button, rerun or clear cache."""
+    (dashboard,) = children(running.process.pid)
+    argv = Path(f"/proc/{dashboard}/cmdline").read_bytes().decode().split("\0")
+    mode = argv[argv.index("--client.toolbarMode") + 1]
+    assert mode == "viewer"
+    Config.ToolbarMode.Value(mode.upper())  # a value this Streamlit knows, or ValueError
 
 
 def test_dashboard_serves_its_page(running: Up) -> None:
