@@ -233,18 +233,23 @@ def default_rules() -> list[Rule]:
 
 
 def demo_rules() -> list[Rule]:
-    """The default rules with 1-minute windows and a 10-minute baseline, for
-    ``agentwatch up --demo``. Its fleet runs ~1 refund task a second among 4 and, from
-    minute 3 to minute 5, multiplies refund cost x5 and tool errors x10 (refund failures go
-    from ~15% to ~60%): both spike alerts fire with the first complete 1-minute window of
-    the spike, 1 to 2 minutes after it starts (3 windows of history are enough for a
-    baseline), and resolve about 2 minutes after it ends. Shorter windows hold too few tasks
-    for a 15% failure rate to be told from noise at the default threshold; a baseline longer
-    than the spike keeps the spike from becoming its own baseline."""
+    """The default rules with 20-second windows and a 10-minute baseline, for
+    ``agentwatch up --demo``. Its fleet runs ~6 tickets a second, ~30 refund tasks a window,
+    and from minute 1 to minute 3 multiplies refund cost x5 and tool errors x10 (refund
+    failures go from ~9% to ~50%). The first minute's three complete windows are enough
+    history for a baseline, so both spike alerts fire with the first complete window of the
+    spike, 20 to 40 seconds after it starts (plus the evaluator's settling time): within two
+    minutes of ``up``. With so short a history the spike soon weighs on the baseline (the
+    error rate's noise is judged from the baseline's mean), so a later window of the spike may
+    look normal: an alert resolves only after six clear windows (two minutes, the spike's
+    length), from the spike's end to a minute after it. Windows of 20 seconds hold enough
+    tasks to tell the spike from noise at the default threshold."""
     rules: list[Rule] = []
     for rule in default_rules():
         if isinstance(rule, AnomalyRule):
-            rule = rule.model_copy(update={"window_s": 60, "baseline_windows": 10})
+            rule = rule.model_copy(
+                update={"window_s": 20, "baseline_windows": 30, "resolve_after": 6}
+            )
         rules.append(rule)
     return rules
 
