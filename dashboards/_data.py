@@ -48,6 +48,7 @@ from agentwatch.storage._overview_queries import (
     overview,
     tool_usage,
 )
+from agentwatch.storage._review_queries import review_answers, review_queue
 from agentwatch.storage._sidebar_queries import data_presence, filter_options
 from agentwatch.storage._store import ServerStore, Store
 from agentwatch.storage._trace_queries import trace_list, trace_spans
@@ -81,6 +82,8 @@ _QUERIES: Final[dict[str, Callable[..., Any]]] = {
         trace_spans,
         trace_action_log,
         risky_actions,
+        review_queue,
+        review_answers,
         filter_options,
         data_presence,
         active_alerts,
@@ -131,6 +134,11 @@ def query(fn: Callable[Concatenate[Store, P], R], *args: P.args, **kwargs: P.kwa
         raise
     except Exception as exc:
         raise _unavailable(url, exc) from exc
+
+
+def forget_cached_reads() -> None:
+    """Drop every cached result: after the dashboard sent data, every page reads it afresh."""
+    _run.clear()
 
 
 def _unavailable(url: str, exc: Exception) -> Unavailable:

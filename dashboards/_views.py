@@ -15,6 +15,7 @@ import streamlit as st
 
 from agentwatch.dashboards import _figures as figures
 from agentwatch.dashboards import _health_view as health_view
+from agentwatch.dashboards import _review_view as review_view
 from agentwatch.dashboards._data import Unavailable, query
 from agentwatch.dashboards._format import (
     NONE,
@@ -73,12 +74,18 @@ _SHELL: Final = "aw_shell_ran"
 def pages() -> list[Any]:
     """The pages, for ``st.navigation``."""
     return [
-        st.Page(PAGE_DIR / "overview.py", title="Overview", icon="📊", default=True),
-        st.Page(PAGE_DIR / "cost.py", title="Cost", icon="💵"),
-        st.Page(PAGE_DIR / "decisions.py", title="Decisions & confidence", icon="🎯"),
-        st.Page(PAGE_DIR / "traces.py", title="Traces", icon="🧵"),
-        st.Page(PAGE_DIR / "audit.py", title="Audit of actions", icon="🛡️"),
-        st.Page(PAGE_DIR / "health.py", title="Health & alerts", icon="🩺"),
+        # Material icons ship with Streamlit; emoji need a font many servers lack.
+        st.Page(
+            PAGE_DIR / "overview.py", title="Overview", icon=":material/dashboard:", default=True
+        ),
+        st.Page(PAGE_DIR / "cost.py", title="Cost", icon=":material/payments:"),
+        st.Page(
+            PAGE_DIR / "decisions.py", title="Decisions & confidence", icon=":material/target:"
+        ),
+        st.Page(PAGE_DIR / "traces.py", title="Traces", icon=":material/account_tree:"),
+        st.Page(PAGE_DIR / "review.py", title="Review", icon=":material/fact_check:"),
+        st.Page(PAGE_DIR / "audit.py", title="Audit of actions", icon=":material/policy:"),
+        st.Page(PAGE_DIR / "health.py", title="Health & alerts", icon=":material/monitor_heart:"),
     ]
 
 
@@ -624,6 +631,17 @@ def _csv(rows: Rows) -> str:
     writer.writerow(rows.columns)
     writer.writerows(rows.rows)
     return out.getvalue()
+
+
+# --- Review ---------------------------------------------------------------------------------------
+def review_page() -> None:
+    st.title("Review")
+    filters = current_filters()
+    st.caption(
+        describe(filters) + " · decisions routed to people or flagged by a review rule, calls "
+        "of write_risky and destructive tools, escalated and failed tasks; newest first"
+    )
+    review_view.review_page(filters)
 
 
 # --- Health & alerts ------------------------------------------------------------------------------

@@ -10,5 +10,5 @@ import streamlit as st
 
 from agentwatch.dashboards._views import shell
 
-st.set_page_config(page_title="agentwatch", page_icon="🔭", layout="wide")
+st.set_page_config(page_title="agentwatch", page_icon=":material/visibility:", layout="wide")
 shell()

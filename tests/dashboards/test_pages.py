@@ -21,7 +21,7 @@ from tests.storage.fleet import Fleet
 
 from .conftest import APP, PAGE_DIR
 
-PAGES = ("overview", "cost", "decisions", "traces", "audit", "health")
+PAGES = ("overview", "cost", "decisions", "traces", "review", "audit", "health")
 
 
 @pytest.fixture
@@ -73,6 +73,7 @@ def test_every_page_renders_without_errors(entry: Path, url: str, page: str) -> 
             "Cost",
             "Decisions & confidence",
             "Traces",
+            "Review",
             "Audit of actions",
         }
         assert at.metric or page in ("traces", "audit")
