@@ -46,11 +46,17 @@ class DemoSchedule:
     latency_scale: float = 1.0
     destructive_rate: float = 0.02  # tickets that ask to close the account (the audit's case)
     probe_every_s: float = 10.0
+    # The order-status probe fails from then until the spike ends: early enough for the health
+    # alert (evaluated once a minute) to fire before two minutes are up.
+    probe_fails_after_s: float = 45.0
     # Stop after this many tickets (flushed, then idle until Ctrl-C); None runs until stopped.
     tickets: int | None = None
 
     def spiking(self, elapsed_s: float) -> bool:
         return self.spike_after_s <= elapsed_s < self.spike_after_s + self.spike_for_s
+
+    def order_service_down(self, elapsed_s: float) -> bool:
+        return self.probe_fails_after_s <= elapsed_s < self.spike_after_s + self.spike_for_s
 
     def workers(self) -> int:
         """Threads enough to keep the pace while tickets take their simulated time."""
@@ -189,7 +195,7 @@ class DemoRunner:
         started = time.monotonic()
         probes = demo_health_checks(
             self._fleet(0),
-            order_service_down=lambda: schedule.spiking(time.monotonic() - started),
+            order_service_down=lambda: schedule.order_service_down(time.monotonic() - started),
             every_s=schedule.probe_every_s,
         )
         pacer = _Pacer(schedule, started)

@@ -106,15 +106,11 @@ def test_one_probe_passes_and_the_other_fails_while_the_order_service_is_down(
     ]
 
 
-def test_the_spike_starts_a_minute_in_and_lasts_two() -> None:
+def test_the_spike_starts_a_minute_in_and_lasts_two_the_probe_fails_a_little_before() -> None:
     schedule = DemoSchedule()
-    assert [schedule.spiking(t) for t in (0, 59.9, 60, 179.9, 180)] == [
-        False,
-        False,
-        True,
-        True,
-        False,
-    ]
+    moments = (0, 44.9, 45, 59.9, 60, 179.9, 180)
+    assert [schedule.spiking(t) for t in moments] == [False] * 4 + [True] * 2 + [False]
+    assert [schedule.order_service_down(t) for t in moments] == [False] * 2 + [True] * 4 + [False]
 
 
 @pytest.mark.parametrize(
