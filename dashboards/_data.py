@@ -22,7 +22,7 @@ from agentwatch.alerts._passive import check_passive_health
 from agentwatch.dashboards._format import safe_url
 from agentwatch.storage._action_log import trace_action_log
 from agentwatch.storage._alert_queries import active_alerts, recent_alerts
-from agentwatch.storage._audit_queries import risky_actions
+from agentwatch.storage._audit_queries import access_patterns, risky_actions
 from agentwatch.storage._cost_queries import (
     completion_by_task_type,
     cost_by_task_type,
@@ -82,6 +82,7 @@ _QUERIES: Final[dict[str, Callable[..., Any]]] = {
         trace_spans,
         trace_action_log,
         risky_actions,
+        access_patterns,
         review_queue,
         review_answers,
         filter_options,

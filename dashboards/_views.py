@@ -33,7 +33,7 @@ from agentwatch.storage import _overview_queries as overview_queries
 from agentwatch.storage import _sidebar_queries as sidebar_queries
 from agentwatch.storage import _trace_queries as trace_queries
 from agentwatch.storage._action_log import json_lines, trace_action_log
-from agentwatch.storage._audit_queries import WRITING_TIERS, risky_actions
+from agentwatch.storage._audit_queries import WRITING_TIERS, access_patterns, risky_actions
 from agentwatch.storage._scope import Filters
 from agentwatch.storage._store import Rows
 from agentwatch.storage._tasks import OUTCOMES
@@ -580,9 +580,18 @@ K_AUDIT_TOOL: Final = "audit_tool"
 def audit_page() -> None:
     st.title("Audit of actions")
     filters = current_filters()
+    st.caption(describe(filters))
+    calls, access = st.tabs(["Calls of writing tools", "Access patterns"])
+    with calls:
+        _writing_calls(filters)
+    with access:
+        _access_patterns(filters)
+
+
+def _writing_calls(filters: Filters) -> None:
     st.caption(
-        describe(filters) + " · every call of a tool that writes (write_safe, write_risky, "
-        "destructive), newest first, with the closest decision before it as its justification"
+        "Every call of a tool that writes (write_safe, write_risky, destructive), newest first, "
+        "with the closest decision before it as its justification."
     )
     left, middle, right = st.columns(3)
     tier = left.selectbox("Tier", ["", *WRITING_TIERS], key=K_AUDIT_TIER, format_func=_all)
@@ -615,6 +624,44 @@ def audit_page() -> None:
         _csv(shown),
         file_name="agentwatch-audit.csv",
         mime="text/csv",
+    )
+
+
+def _access_patterns(filters: Filters) -> None:
+    st.caption(
+        "Per agent, every tool it called and its tier, in this range and in the period of the "
+        "same length before it. New: called now and not then."
+    )
+    try:
+        patterns = query(access_patterns, filters)
+    except Unavailable as exc:
+        st.error(str(exc))
+        return
+    rows = patterns.dicts()
+    if not rows:
+        st.info("No tool calls in this range or the one before it.")
+        return
+    new = [r for r in rows if r["new"]]
+    if new:
+        st.warning(
+            "New since the previous period: "
+            + "; ".join(
+                f"{r['agent'] or NONE} → {r['tool']} ({r['tier'] or 'no tier'})" for r in new
+            )
+        )
+    st.dataframe(
+        [
+            {
+                "agent": r["agent"],
+                "tool": r["tool"],
+                "tier": r["tier"],
+                "calls": r["calls"],
+                "previous period": r["previous_calls"],
+                "change": "new" if r["new"] else "dropped" if r["dropped"] else "",
+            }
+            for r in rows
+        ],
+        hide_index=True,
     )
 
 

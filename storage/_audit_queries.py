@@ -5,17 +5,25 @@ A tool's risk tier (``@aw.tool(tier=...)``, ``agentwatch.tool.tier``) says what 
 in range is listed, newest first, with the closest decision before it in the same trace (its
 name, confidence, route and reasoning, when content capture recorded the reasoning): the
 justification a reviewer reads.
+
+The access-pattern review (``access_patterns``) lists, per agent, every tool it called and its
+tier, in the range and in the period of the same length before it, so a tool an agent never
+used before stands out.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from agentwatch.storage._scope import IN_RANGE, SPAN_SCOPE, SPANS, Filters
+from agentwatch.storage._scope import IN_RANGE, SPAN_SCOPE, SPANS, Filters, epoch_ns
 from agentwatch.storage._store import Rows, Store
 from agentwatch.storage._tasks import checked_limit
 
 WRITING_TIERS: Final = ("write_safe", "write_risky", "destructive")
+_SINCE_PREVIOUS: Final = (
+    "Timestamp >= fromUnixTimestamp64Nano({previous_start_ns:Int64}) "
+    "AND Timestamp < fromUnixTimestamp64Nano({end_ns:Int64})"
+)
 
 _ACTIONS_SQL: Final = (
     "SELECT * FROM ("  # noqa: S608 - constant SQL; every value is a bound parameter
@@ -71,3 +79,34 @@ def risky_actions(
         "limit": checked_limit(limit),
     }
     return store.query(_ACTIONS_SQL, params)
+
+
+# Per agent, every tool it called, this period against the one of the same length before it.
+_ACCESS_SQL: Final = (
+    "SELECT agent, tool, tier, countIf(at >= fromUnixTimestamp64Nano({start_ns:Int64})) AS calls, "  # noqa: S608 - constant SQL; every value is a bound parameter
+    "countIf(at < fromUnixTimestamp64Nano({start_ns:Int64})) AS previous_calls, "
+    "calls > 0 AND previous_calls = 0 AS new, calls = 0 AND previous_calls > 0 AS dropped "
+    "FROM (SELECT if(action.AgentName != '', action.AgentName, run.AgentName) AS agent, "
+    "action.ToolName AS tool, action.ToolTier AS tier, action.Timestamp AS at "
+    "FROM (SELECT TraceId, Timestamp, AgentName, ToolName, ToolTier "
+    f"FROM {SPANS} WHERE {_SINCE_PREVIOUS} AND {SPAN_SCOPE} AND Operation = 'execute_tool') "
+    "AS action "
+    "ASOF LEFT JOIN (SELECT TraceId, Timestamp, AgentName "
+    f"FROM {SPANS} WHERE {_SINCE_PREVIOUS} AND Operation = 'invoke_agent') AS run "
+    "ON action.TraceId = run.TraceId AND action.Timestamp >= run.Timestamp) "
+    "WHERE ({agent:String} = '' OR agent = {agent:String}) "
+    "GROUP BY agent, tool, tier "
+    "ORDER BY agent, new DESC, indexOf(['destructive', 'write_risky', 'write_safe', 'read'], "
+    "tier) = 0, indexOf(['destructive', 'write_risky', 'write_safe', 'read'], tier), tool"
+)
+
+
+def access_patterns(store: Store, filters: Filters) -> Rows:
+    """Per agent, each tool it called (with its tier) in the range and in the period of the same
+    length before it: ``new`` when called now and not then, ``dropped`` the other way round.
+    Without both range bounds there is no previous period: every tool counts as new."""
+    params = filters.params(store)
+    previous_start = params["start_ns"]
+    if filters.start is not None and filters.end is not None:
+        previous_start = epoch_ns(filters.start - (filters.end - filters.start))
+    return store.query(_ACCESS_SQL, {**params, "previous_start_ns": max(previous_start, 0)})

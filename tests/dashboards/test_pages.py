@@ -324,19 +324,36 @@ def test_audit_page_lists_every_writing_call_and_narrows_by_tier(
     assert not at.error, texts(at.error)
     everything = risky_actions(fleet.store, Filters()).dicts()
     assert {r["tier"] for r in everything} == {"write_risky"}  # what the demo fleet calls
-    (table,) = at.dataframe
+    table, _access = at.dataframe  # the calls tab, then the access-pattern tab
     assert len(table.value) == len(everything)
     assert set(table.value["tool"]) == {r["tool"] for r in everything}
     (download,) = at.get("download_button")
     assert download.proto.label == "Download as CSV"
 
     at.selectbox(key=_views.K_AUDIT_TIER).set_value("write_risky").run()
-    (table,) = at.dataframe
-    assert len(table.value) == len(everything)
+    assert len(at.dataframe[0].value) == len(everything)
     at.selectbox(key=_views.K_AUDIT_TIER).set_value("destructive").run()
     assert not at.exception
-    assert not at.dataframe
+    assert len(at.dataframe) == 1  # only the access patterns are left
     assert texts(at.info) == ["No calls of writing tools match these filters."]
+
+
+def test_audit_page_reviews_each_agents_access_patterns(
+    entry: Path, fleet: Fleet, url: str
+) -> None:
+    at = open_page(entry, "audit")
+    access = at.dataframe[-1].value
+
+    tools = {
+        (s.attrs.get("gen_ai.tool.name"), s.attrs.get("agentwatch.tool.tier", ""))
+        for s in fleet.spans
+        if s.operation == "execute_tool"
+    }
+    assert set(zip(access["tool"], access["tier"], strict=True)) == tools
+    # The fleet ran minutes ago, so the previous hour saw none of it: every tool is new.
+    assert set(access["change"]) == {"new"}
+    (warning,) = at.warning
+    assert warning.value.startswith("New since the previous period: ")
 
 
 def test_an_unknown_trace_id_is_a_warning(entry: Path, url: str) -> None:
