@@ -42,6 +42,7 @@ from agentwatch._redact import (
     exception_type_name,
 )
 from agentwatch._replay import REPLAY_KEY, active_replay
+from agentwatch._run import _RUN_KEY as RUN_KEY
 from agentwatch._run import Run, current_run, with_run
 from agentwatch._safety import internal_error
 from agentwatch._usage import Usage, extract_stream_event, extract_usage, response_text, stream_text
@@ -685,9 +686,10 @@ def _finish_result(call: _Call, result: Any) -> Any:
 
 
 def _idle() -> bool:
-    """No agent run and no replay in the current context: one context read."""
+    """No agent run and no replay in the current context: one context read, two dict gets
+    (the run's key read directly, as ``current_run`` would, without its two calls)."""
     ctx = otel_context.get_current()
-    return current_run(ctx) is None and ctx.get(REPLAY_KEY) is None
+    return ctx.get(RUN_KEY) is None and ctx.get(REPLAY_KEY) is None
 
 
 def _replay_answer(spec: _Spec, *, streams: bool = False) -> Answer | None:

@@ -30,6 +30,7 @@ from opentelemetry import context as otel_context
 
 from agentwatch._errors import ReplayedToolError, ReplayError, ReplayMismatch
 from agentwatch._redact import Redactor, bounded_redact, default_redactor
+from agentwatch._threads import install_thread_propagation
 
 REPLAY_KEY: Final = otel_context.create_key("agentwatch-replay")
 ModelAnswer = Callable[[Mapping[str, Any]], Any]
@@ -188,9 +189,9 @@ class Replay:
         """Make this replay answer calls in the current context (``with`` does it for you)."""
         if self._token is not None:
             raise ReplayError("this replay is already active")
-        from agentwatch._threads import install_thread_propagation
-
-        install_thread_propagation()  # so thread pools inside the agent see the replay
+        # Thread pools inside the agent see the replay as they see the span (configure() does
+        # the same, unless told propagate_to_threads=False).
+        install_thread_propagation()
         self._token = otel_context.attach(
             otel_context.set_value(REPLAY_KEY, self, otel_context.get_current())
         )
