@@ -495,6 +495,13 @@ def parse_review_rules(text: str, source: str = "<rules>") -> list[ReviewRule]:
     return rules
 
 
+def demo_review_rules() -> list[ReviewRule]:
+    """What ``agentwatch up --demo`` flags without a rules file: refunds its fleet approves on
+    its own (auto from 0.85 confidence) while below 0.9, the money going out on the least sure
+    approvals."""
+    return [ReviewRule(name="unsure auto refunds", confidence_below=0.9, task_type="refund")]
+
+
 def load_review_rules(path: str | Path | None) -> list[ReviewRule]:
     """The review rules of a rules file; none without a file."""
     if path is None:

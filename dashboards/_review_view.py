@@ -2,7 +2,8 @@
 Correct / Wrong answers (``storage._review_queries`` picks the items; ``_review`` sends answers).
 
 Review rules come from the alert rules file (``[[review]]`` tables) at
-``AGENTWATCH_RULES_FILE``, which ``agentwatch up --rules`` passes on. The reviewer is the
+``AGENTWATCH_RULES_FILE``, which ``agentwatch up --rules`` passes on (``up --demo`` without a
+file: ``demo_review_rules``). The reviewer is the
 dashboard's signed-in user when Streamlit authentication is configured, else the name typed in
 the page; every answer records it.
 """
@@ -18,7 +19,7 @@ from urllib.parse import quote
 import streamlit as st
 
 from agentwatch._errors import AgentwatchError
-from agentwatch.alerts._rules import load_review_rules
+from agentwatch.alerts._rules import demo_review_rules, load_review_rules
 from agentwatch.dashboards._data import Unavailable, forget_cached_reads, query
 from agentwatch.dashboards._format import NONE, when
 from agentwatch.dashboards._review import Answer, send_answer
@@ -32,6 +33,7 @@ from agentwatch.storage._review_queries import (
 from agentwatch.storage._scope import Filters
 
 ENV_RULES_FILE: Final = "AGENTWATCH_RULES_FILE"
+ENV_DEMO_RULES: Final = "AGENTWATCH_DEMO_RULES"  # "1": ``agentwatch up --demo`` without a file
 QUEUE_LIMIT: Final = 500
 K_STATUS: Final = "review_status"
 K_KIND: Final = "review_kind"
@@ -43,8 +45,11 @@ NOT_CAPTURED: Final = "not captured (content capture is off for this agent)"
 
 
 def review_rules() -> tuple[ReviewRule, ...]:
-    """The ``[[review]]`` rules of the configured rules file; none without one."""
+    """The ``[[review]]`` rules of the configured rules file; without one, the demo's under
+    ``agentwatch up --demo``, else none."""
     path = os.environ.get(ENV_RULES_FILE, "").strip() or None
+    if path is None and os.environ.get(ENV_DEMO_RULES) == "1":
+        return tuple(demo_review_rules())
     try:
         return tuple(load_review_rules(path))
     except AgentwatchError as exc:

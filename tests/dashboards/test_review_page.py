@@ -31,6 +31,7 @@ def url(fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv(_review.ENV_OTLP_ENDPOINT, fleet.collector.urls()["otlp_http"])
     monkeypatch.delenv(_review.ENV_INGEST_TOKEN, raising=False)
     monkeypatch.delenv(_review_view.ENV_RULES_FILE, raising=False)
+    monkeypatch.delenv(_review_view.ENV_DEMO_RULES, raising=False)
     st.cache_data.clear()
     st.cache_resource.clear()
     yield fleet.query_url
@@ -218,3 +219,15 @@ def test_a_bad_rules_file_is_a_warning_not_a_crash(
     assert "Review rules not applied" in warning.value
     assert "confidence_below" in warning.value
     assert metrics(at)["Review rules"] == "0"
+
+
+def test_the_demo_flags_unsure_auto_refunds_without_a_rules_file(
+    entry: Path, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(_review_view.ENV_DEMO_RULES, "1")
+
+    at = open_review(entry)
+
+    assert metrics(at)["Review rules"] == "1"
+    labels = at.selectbox(key=_review_view.K_ITEM).options
+    assert any("rule: unsure auto refunds" in label for label in labels)
