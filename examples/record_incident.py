@@ -1,6 +1,7 @@
 """Record examples/incident_trace.jsonl, the "production incident" test_replay_incident.py replays.
 
     python examples/record_incident.py          # rewrites examples/incident_trace.jsonl
+    python examples/record_incident.py FILE     # writes FILE instead
 
 The incident: a ticket about a parcel still in transit was refunded automatically (310.00).
 It is recorded through the real path: the support agent runs through the SDK with content
@@ -78,4 +79,5 @@ def record(output: Path = OUTPUT) -> str:
 
 
 if __name__ == "__main__":
-    print(f"recorded trace {record()} into {OUTPUT}", file=sys.stderr)
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else OUTPUT
+    print(f"recorded trace {record(target)} into {target}", file=sys.stderr)

@@ -677,3 +677,31 @@ def test_the_example_incident_test_fails_when_the_agent_changes(
 
     assert result.returncode == 1, result.stdout + result.stderr
     assert failure in result.stdout
+
+
+# Fields that differ from one recording to the next: ids, clocks, prices.
+VOLATILE = {"trace_id", "span_id", "parent_span_id", "start_ns", "duration_ms", "cost_usd"}
+
+
+def stable_fields(path: Path) -> list[dict[str, Any]]:
+    steps = [json.loads(line) for line in path.read_text().splitlines()]
+    return [{k: v for k, v in step.items() if k not in VOLATILE} for step in steps]
+
+
+@pytest.mark.slow
+def test_the_committed_incident_is_what_the_recorder_writes(tmp_path: Path) -> None:
+    """examples/incident_trace.jsonl came through SDK -> collector -> store -> export: the
+    recorder (in its own process: chDB opens one store per process) writes it again."""
+    target = tmp_path / "incident.jsonl"
+
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "record_incident.py"), str(target)],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert stable_fields(target) == stable_fields(EXAMPLES / "incident_trace.jsonl")
