@@ -42,8 +42,7 @@ from agentwatch._redact import (
     exception_type_name,
 )
 from agentwatch._replay import REPLAY_KEY, active_replay
-from agentwatch._run import _RUN_KEY as RUN_KEY
-from agentwatch._run import Run, current_run, with_run
+from agentwatch._run import RUN_KEY, Run, current_run, with_run
 from agentwatch._safety import internal_error
 from agentwatch._usage import Usage, extract_stream_event, extract_usage, response_text, stream_text
 

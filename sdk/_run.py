@@ -16,7 +16,7 @@ from agentwatch._errors import AgentLimitExceeded
 from agentwatch._limits import Budget
 from agentwatch._redact import bounded_redact, default_redactor
 
-_RUN_KEY = otel_context.create_key("agentwatch-run")
+RUN_KEY = otel_context.create_key("agentwatch-run")
 _REASON_CHARS = 1000
 
 
@@ -69,9 +69,9 @@ class Run:
 
 def current_run(ctx: otel_context.Context | None = None) -> Run | None:
     """The innermost agent run active in ``ctx`` (default: the current context)."""
-    value = otel_context.get_value(_RUN_KEY, ctx)
+    value = otel_context.get_value(RUN_KEY, ctx)
     return value if isinstance(value, Run) else None
 
 
 def with_run(run: Run, ctx: otel_context.Context) -> otel_context.Context:
-    return otel_context.set_value(_RUN_KEY, run, ctx)
+    return otel_context.set_value(RUN_KEY, run, ctx)

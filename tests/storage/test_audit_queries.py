@@ -118,7 +118,8 @@ def with_a_new_tool(fleet: Fleet) -> datetime:
     wait_until(
         lambda: (
             fleet.store.query(
-                "SELECT count() FROM agentwatch.otel_traces WHERE SpanName = 'execute_tool tag_ticket'"
+                "SELECT count() FROM agentwatch.otel_traces "
+                "WHERE SpanName = 'execute_tool tag_ticket'"
             ).scalar()
             == 1
         ),
