@@ -86,8 +86,47 @@ def check_dashboard_host(host: str, password: str | None) -> None:
         )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReviewWiring:
+    """Where the dashboard's Review page sends answers, and which review rules it applies."""
+
+    otlp_endpoint: str
+    ingest_token: str | None = None
+    rules_file: Path | None = None
+    demo: bool = False
+
+    def env(self) -> dict[str, str]:
+        env = {"AGENTWATCH_OTLP_ENDPOINT": self.otlp_endpoint}
+        if self.ingest_token:
+            env["AGENTWATCH_INGEST_TOKEN"] = self.ingest_token
+        if self.rules_file is not None:
+            env["AGENTWATCH_RULES_FILE"] = str(self.rules_file)
+        elif self.demo:
+            env["AGENTWATCH_DEMO_RULES"] = "1"
+        return env
+
+
+_REVIEW_ENV: Final = (
+    "AGENTWATCH_OTLP_ENDPOINT",
+    "AGENTWATCH_INGEST_TOKEN",
+    "AGENTWATCH_RULES_FILE",
+    "AGENTWATCH_DEMO_RULES",
+)
+
+
+def local_url(host: str, port: int) -> str:
+    """How a process on this machine reaches a server listening on ``host``."""
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def start_dashboard(
-    port: int, clickhouse_url: str, host: str, password: str | None = None
+    port: int,
+    clickhouse_url: str,
+    host: str,
+    password: str | None = None,
+    review: ReviewWiring | None = None,
 ) -> subprocess.Popen[bytes] | None:
     check_dashboard_host(host, password)
     app = dashboard_app_path()
@@ -98,6 +137,10 @@ def start_dashboard(
     env.pop("AGENTWATCH_DASHBOARD_PASSWORD", None)
     if password:
         env["AGENTWATCH_DASHBOARD_PASSWORD"] = password
+    if review is not None:
+        for name in _REVIEW_ENV:
+            env.pop(name, None)
+        env.update(review.env())
     command = [
         sys.executable,
         "-m",
@@ -157,8 +200,15 @@ class DemoRunner:
     workers handle tickets concurrently (each its own fleet and RNG, derived from ``seed``),
     and the health probes run on their scheduler, as a user's would."""
 
-    def __init__(self, endpoint: str, schedule: DemoSchedule, seed: int = 7) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        schedule: DemoSchedule,
+        seed: int = 7,
+        ingest_token: str | None = None,
+    ) -> None:
         self.endpoint = endpoint
+        self.ingest_token = ingest_token
         self.schedule = schedule
         self.seed = seed
         self.handled = 0
@@ -190,6 +240,7 @@ class DemoRunner:
             endpoint=self.endpoint,
             environment="demo",
             capture_content=True,
+            ingest_token=self.ingest_token,
         )
         schedule = self.schedule
         started = time.monotonic()
@@ -278,14 +329,24 @@ def run_up(
                 collector.start()
                 urls = collector.urls()
                 query_url = collector.query_client_url("agentwatch") or config.clickhouse_url or ""
+                review = ReviewWiring(
+                    otlp_endpoint=local_url(config.host, collector.http.port),
+                    ingest_token=config.ingest_token,
+                    rules_file=alert_options.rules_file,
+                    demo=demo,
+                )
                 dashboard = start_dashboard(
-                    dashboard_port, query_url, dashboard_host, dashboard_password
+                    dashboard_port, query_url, dashboard_host, dashboard_password, review
                 )
                 if dashboard is not None:
                     shown = f"[{dashboard_host}]" if ":" in dashboard_host else dashboard_host
                     urls["dashboard"] = f"http://{shown}:{dashboard_port}"
                 if demo:
-                    runner = DemoRunner(urls["otlp_http"], schedule or DemoSchedule())
+                    runner = DemoRunner(
+                        review.otlp_endpoint,
+                        schedule or DemoSchedule(),
+                        ingest_token=config.ingest_token,
+                    )
                     runner.start()
                 if rules:
                     alerting = start_alert_service(

@@ -57,9 +57,16 @@ DEMO_FEATURES = {
 }
 
 
+INGEST_TOKEN = "up-test-ingest-token-42"
+
+
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
-    with agentwatch_up(tmp_path_factory.mktemp("up"), "--demo", "--demo-rate", "20") as up:
+    """``up --demo`` with an ingest token: the demo fleet and the dashboard's answers must
+    present it like any other sender."""
+    with agentwatch_up(
+        tmp_path_factory.mktemp("up"), "--demo", "--demo-rate", "20", "--ingest-token", INGEST_TOKEN
+    ) as up:
         up.wait_until_ready()
         yield up
 
@@ -110,6 +117,31 @@ def test_the_dashboard_hides_the_developer_menu(running: Up) -> None:
     mode = argv[argv.index("--client.toolbarMode") + 1]
     assert mode == "viewer"
     Config.ToolbarMode.Value(mode.upper())  # a value this Streamlit knows, or ValueError
+
+
+def test_the_dashboard_sends_review_answers_to_this_collector_with_its_token(
+    running: Up,
+) -> None:
+    """The Review page's wiring, as ``up`` hands it to the Streamlit process; an answer sent
+    with it is stored."""
+    from agentwatch.dashboards._review import Answer, send_answer
+
+    (dashboard,) = children(running.process.pid)
+    raw = Path(f"/proc/{dashboard}/environ").read_bytes().decode().split("\0")
+    env = dict(item.partition("=")[::2] for item in raw if item)
+    assert env["AGENTWATCH_OTLP_ENDPOINT"] == f"http://127.0.0.1:{running.ports['http']}"
+    assert env["AGENTWATCH_INGEST_TOKEN"] == INGEST_TOKEN
+    assert env["AGENTWATCH_DEMO_RULES"] == "1"
+    assert "AGENTWATCH_RULES_FILE" not in env
+    trace_id = "5" * 32
+
+    send_answer(
+        Answer(trace_id=trace_id, span_id="6" * 16, kind="decision", correct=True, reviewer="t"),
+        env["AGENTWATCH_OTLP_ENDPOINT"],
+        env["AGENTWATCH_INGEST_TOKEN"],
+    )
+
+    assert stored_spans(running, f"TraceId = '{trace_id}' AND Operation = 'feedback'") == 1
 
 
 def test_dashboard_serves_its_page(running: Up) -> None:
