@@ -608,6 +608,7 @@ def _writing_calls(filters: Filters) -> None:
     if not rows:
         st.info("No calls of writing tools match these filters.")
         return
+    st.caption(f"{len(rows)} calls, newest first (at most 1,000).")
     shown = Rows(
         ["time", *[c for c in actions.columns if c not in ("time_ms", "span_id", "at")]],
         [

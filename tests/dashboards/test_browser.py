@@ -12,8 +12,12 @@ Screenshots of every page go to ``test-artifacts/`` at the repository root.
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,13 +25,16 @@ from pathlib import Path
 
 import pytest
 
+from agentwatch.alerts._rules import demo_review_rules
 from agentwatch.dashboards import _format as fmt
 from agentwatch.storage import _cost_queries as cost_queries
 from agentwatch.storage import _decision_queries as decision_queries
 from agentwatch.storage import _overview_queries as overview_queries
+from agentwatch.storage._audit_queries import risky_actions
+from agentwatch.storage._review_queries import review_queue
 from agentwatch.storage._scope import Filters
 from agentwatch.storage._store import ServerStore
-from tests.up_process import Up, agentwatch_up
+from tests.up_process import Up, agentwatch_up, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -228,3 +235,111 @@ def test_health_page_shows_the_demos_health_checks(page: Page) -> None:
     expect(tile(page, "Health checks")).to_have_text("2")
     expect(tile(page, "Failing now")).to_have_text("0")
     screenshot(page, "health")
+
+
+# --- the human loop -------------------------------------------------------------------------------
+def choose(page: Page, label: str, option: str) -> None:
+    """Pick the option containing ``option`` in the selectbox labelled ``label``."""
+    page.locator('[data-testid="stSelectbox"]').filter(has_text=label).click()
+    page.get_by_role("option").filter(has_text=option).first.click()
+
+
+def feedback_traces(store: ServerStore) -> set[str]:
+    rows = store.query(
+        "SELECT DISTINCT TraceId FROM {db:Identifier}.otel_traces WHERE Operation = 'feedback'",
+        {"db": store.database},
+    )
+    return {row[0] for row in rows.rows}
+
+
+def calibration_totals(store: ServerStore) -> tuple[int, int]:
+    rows = decision_queries.calibration(store, Filters.last(timedelta(hours=1))).dicts()
+    return sum(int(r["with_feedback"]) for r in rows), sum(int(r["correct"]) for r in rows)
+
+
+def test_the_audit_page_lists_the_demos_risky_calls(page: Page, up: Up) -> None:
+    store = ServerStore(up.query_url)
+    try:
+        calls = risky_actions(store, Filters.last(timedelta(hours=1))).dicts()
+    finally:
+        store.close()
+    assert calls, "the demo's refunds call a write_risky tool"
+
+    open_page(page, "Audit of actions")
+
+    expect(page.get_by_text(f"{len(calls)} calls, newest first (at most 1,000).")).to_be_visible()
+    screenshot(page, "audit")
+    ours = page.locator('[data-testid="stDownloadButton"]').get_by_role("button")
+    with page.expect_download() as download:
+        ours.filter(has_text="Download as CSV").click()
+    with Path(download.value.path()).open(newline="", encoding="utf-8") as file:
+        header, *rows = list(csv.reader(file))
+    assert len(rows) == len(calls)
+    assert [row[header.index("tool")] for row in rows] == [c["tool"] for c in calls]
+
+
+def test_correct_on_the_review_page_reaches_calibration_within_seconds(page: Page, up: Up) -> None:
+    store = ServerStore(up.query_url)
+    try:
+        filters = Filters.last(timedelta(hours=1))
+        queue = review_queue(store, filters, demo_review_rules()).dicts()
+        fed = feedback_traces(store)
+        # A decision whose trace has no feedback yet: calibration gains exactly one answer.
+        item = next(
+            r
+            for r in queue
+            if r["kind"] == "decision" and not r["reviews"] and r["trace_id"] not in fed
+        )
+        before = calibration_totals(store)
+
+        open_page(page, "Review")
+        pending = sum(1 for r in queue if not r["reviews"])
+        expect(tile(page, "Pending")).to_have_text(str(pending))
+        expect(tile(page, "Review rules")).to_have_text("1")
+        choose(page, "Kind", "decision")
+        choose(page, "Item", f"{item['trace_id'][:8]}/{item['span_id'][:4]}")
+        expect(page.get_by_text(f"span {item['span_id']}")).to_be_visible()
+        name = page.get_by_role("textbox", name="Your name")
+        name.fill("Ada Reviewer")
+        name.press("Enter")
+        screenshot(page, "review")
+        page.get_by_role("button", name="Correct", exact=True).click()
+
+        expect(page.get_by_text("Recorded “Correct” by Ada Reviewer")).to_be_visible()
+        wait_until(
+            lambda: calibration_totals(store) == (before[0] + 1, before[1] + 1),
+            timeout=10,
+            what="the answer in calibration",
+        )
+        expect(tile(page, "Pending")).to_have_text(str(pending - 1))
+    finally:
+        store.close()
+
+
+def test_the_trace_pages_download_is_what_export_trace_writes(page: Page, up: Up) -> None:
+    open_page(page, "Traces")
+    heading = page.locator("h3", has_text=re.compile(r"^Trace [0-9a-f]{32}$"))
+    trace_id = heading.inner_text().removeprefix("Trace ")
+
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download the action log (JSON lines)").click()
+    downloaded = Path(download.value.path()).read_text(encoding="utf-8")
+
+    exported = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agentwatch",
+            "export",
+            "trace",
+            trace_id,
+            "--clickhouse-url",
+            up.query_url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert downloaded == exported
+    assert [json.loads(line)["step"] for line in exported.splitlines()][-1] == "outcome"
