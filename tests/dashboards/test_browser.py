@@ -170,6 +170,11 @@ def test_overview_shows_the_stores_kpis_and_its_charts(page: Page, expected: Exp
     expect_tiles(page, expected.tiles)
     expect(charts(page)).to_have_count(4)
     expect(page.locator('[data-testid="stDataFrame"]')).to_have_count(1)  # tool usage
+    # Streamlit's Material icons on every page link (emoji need a font servers often lack),
+    # and no developer menu: `up` runs the toolbar in viewer mode.
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    expect(nav.locator('[data-testid="stIconMaterial"]')).to_have_count(7)
+    expect(page.get_by_test_id("stAppDeployButton")).to_have_count(0)
     screenshot(page, "overview")
 
 
