@@ -48,7 +48,7 @@ from agentwatch.storage._overview_queries import (
     overview,
     tool_usage,
 )
-from agentwatch.storage._review_queries import review_answers, review_queue
+from agentwatch.storage._review_queries import review_answers, review_counts, review_queue
 from agentwatch.storage._sidebar_queries import data_presence, filter_options
 from agentwatch.storage._store import ServerStore, Store
 from agentwatch.storage._trace_queries import trace_list, trace_spans
@@ -84,6 +84,7 @@ _QUERIES: Final[dict[str, Callable[..., Any]]] = {
         risky_actions,
         access_patterns,
         review_queue,
+        review_counts,
         review_answers,
         filter_options,
         data_presence,

@@ -28,6 +28,7 @@ from agentwatch.storage._review_queries import (
     ReviewRule,
     ReviewStatus,
     review_answers,
+    review_counts,
     review_queue,
 )
 from agentwatch.storage._scope import Filters
@@ -190,21 +191,23 @@ def review_page(filters: Filters) -> None:
     status = left.radio("Show", list(STATUSES), key=K_STATUS, horizontal=True)
     kind = right.selectbox("Kind", ["", *ITEM_KINDS], key=K_KIND, format_func=lambda k: k or "all")
     try:
-        everything = query(review_queue, filters, rules, limit=QUEUE_LIMIT).dicts()
+        counts = query(review_counts, filters, rules)
         rows = query(
             review_queue, filters, rules, status=STATUSES[status], kind=kind, limit=QUEUE_LIMIT
         ).dicts()
     except Unavailable as exc:
         st.error(str(exc))
         return
-    reviewed = sum(1 for r in everything if r["reviews"])
     tiles = st.columns(3)
-    tiles[0].metric("Pending", len(everything) - reviewed)
-    tiles[1].metric("Reviewed", reviewed)
+    tiles[0].metric("Pending", f"{counts.pending:,}")
+    tiles[1].metric("Reviewed", f"{counts.reviewed:,}")
     tiles[2].metric("Review rules", len(rules))
     if not rows:
-        st.info("Nothing to review here." if everything else "The queue is empty in this range.")
+        empty = counts.pending + counts.reviewed == 0
+        st.info("The queue is empty in this range." if empty else "Nothing to review here.")
         return
+    if len(rows) == QUEUE_LIMIT:
+        st.caption(f"The newest {QUEUE_LIMIT} items; narrow the range or filters for older ones.")
     by_span = {r["span_id"]: r for r in rows}
     chosen = st.selectbox(
         "Item", list(by_span), format_func=lambda s: item_label(by_span[s]), key=K_ITEM

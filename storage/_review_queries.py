@@ -129,8 +129,8 @@ _ITEMS: Final = (
     f"LEFT JOIN ({_REVIEWS}) AS review "
     "ON review.TraceId = item.TraceId AND review.SpanId = item.SpanId"
 )
-_QUEUE_SQL: Final = (
-    f"SELECT * FROM ({_ITEMS}) "
+_QUEUED: Final = (
+    f"FROM ({_ITEMS}) "
     "WHERE length(reasons) > 0 "
     "AND ({agent:String} = '' OR agent = {agent:String}) "
     "AND ({task_type:String} = '' OR task_type = {task_type:String}) "
@@ -139,8 +139,13 @@ _QUEUE_SQL: Final = (
     # A failed or escalated task is its own item only when no decision of its trace is queued.
     "AND NOT (kind = 'task' AND trace_id IN ("
     f"SELECT trace_id FROM ({_ITEMS}) WHERE kind = 'decision' AND length(reasons) > 0)) "
-    "ORDER BY time_ms DESC, span_id LIMIT {limit:UInt32}"
 )
+_QUEUE_SQL: Final = "SELECT * " + _QUEUED + "ORDER BY time_ms DESC, span_id LIMIT {limit:UInt32}"
+_COUNTS_SQL: Final = (
+    "SELECT countIf(reviews = 0) AS pending, countIf(reviews > 0) AS reviewed " + _QUEUED
+)
+
+
 _ANSWERS_SQL: Final = (
     "SELECT toUnixTimestamp64Milli(Timestamp) AS time_ms, FeedbackCorrect AS correct, "
     f"SpanAttributes['{REVIEWER}'] AS reviewer, SpanAttributes['{LABEL}'] AS label, "
@@ -187,6 +192,24 @@ def review_queue(
         "limit": checked_limit(limit),
     }
     return store.query(_QUEUE_SQL, params)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    pending: int
+    reviewed: int
+
+
+def review_counts(
+    store: Store, filters: Filters, rules: Sequence[ReviewRule] = (), *, kind: str = ""
+) -> QueueCounts:
+    """How many of the queue's items in range (any number, not only a page of them) wait for
+    an answer and how many have one, by the sidebar's filters and ``kind``."""
+    if kind not in ("", *ITEM_KINDS):
+        raise ValueError(f"kind must be one of {', '.join(ITEM_KINDS)}, not {kind!r}")
+    params = {**filters.params(store), **_rule_params(rules), "status": "", "kind": kind}
+    (row,) = store.query(_COUNTS_SQL, params).dicts()
+    return QueueCounts(int(row["pending"]), int(row["reviewed"]))
 
 
 def review_answers(store: Store, filters: Filters, trace_id: str, span_id: str) -> Rows:

@@ -7,7 +7,12 @@ import pytest
 
 import agentwatch as aw
 from agentwatch._records import TraceRef
-from agentwatch.storage._review_queries import ReviewRule, review_answers, review_queue
+from agentwatch.storage._review_queries import (
+    ReviewRule,
+    review_answers,
+    review_counts,
+    review_queue,
+)
 from agentwatch.storage._scope import Filters
 
 from . import reference as ref
@@ -194,3 +199,21 @@ def test_a_server_store_reads_the_same_queue_through_the_query_endpoint(fleet: F
     local = review_queue(fleet.store, EVERYTHING, rules, limit=10_000).dicts()
     assert [r["span_id"] for r in remote] == [r["span_id"] for r in local]
     assert any(r["flagged_by"] == ["it's \\ odd\tone"] for r in remote)
+
+
+def test_the_counts_cover_the_whole_queue_not_one_page_of_it(
+    fleet: Fleet, answered: dict[str, str]
+) -> None:
+    everything = review_queue(fleet.store, EVERYTHING, limit=10_000).dicts()
+    one_page = review_queue(fleet.store, EVERYTHING, limit=3).dicts()
+
+    counts = review_counts(fleet.store, EVERYTHING)
+    actions = review_counts(fleet.store, EVERYTHING, kind="action")
+
+    assert len(one_page) == 3
+    assert (counts.pending, counts.reviewed) == (
+        sum(1 for r in everything if not r["reviews"]),
+        sum(1 for r in everything if r["reviews"]),
+    )
+    assert counts.reviewed == len(answered)
+    assert actions.pending + actions.reviewed == sum(1 for r in everything if r["kind"] == "action")
