@@ -237,9 +237,9 @@ def demo_rules() -> list[Rule]:
     ``agentwatch up --demo``. Its fleet runs ~6 tickets a second, ~30 refund tasks a window,
     and from minute 1 to minute 3 multiplies refund cost x5 and tool errors x10 (refund
     failures go from ~9% to ~50%). The first minute's three complete windows are enough
-    history for a baseline, so both spike alerts fire with the first complete window of the
-    spike, 20 to 40 seconds after it starts (plus the evaluator's settling time): within two
-    minutes of ``up``. With so short a history the spike soon weighs on the baseline (the
+    history for a baseline, so both spike alerts fire with the first or second complete window
+    of the spike (the first still holds tickets begun before it), 20 to 60 seconds after it
+    starts (plus the evaluator's settling time): about two minutes after ``up``. With so short a history the spike soon weighs on the baseline (the
     error rate's noise is judged from the baseline's mean), so a later window of the spike may
     look normal: an alert resolves only after six clear windows (two minutes, the spike's
     length), from the spike's end to a minute after it. Windows of 20 seconds hold enough
