@@ -20,8 +20,9 @@ The same file says which decisions go to the dashboard's review queue besides th
 ``review`` or ``escalate`` (``parse_review_rules``)::
 
     [[review]]
-    name = "unsure refunds"
+    name = "unsure auto refunds"
     confidence_below = 0.9           # flag decisions below this confidence
+    route = "auto"                   # optional: auto | review | escalate
     where = { task_type = "refund" } # service | agent | task_type | environment
 
 A bad file raises ``AlertRulesError`` naming the file, the line, the rule (number and name) and
@@ -192,6 +193,8 @@ class ReviewRuleModel(_Strict):
 
     name: str = Field(min_length=1, max_length=200)
     confidence_below: float = Field(gt=0.0, le=1.0)
+    route: Literal["auto", "review", "escalate"] | None = None
+    """Only decisions routed so: ``auto`` flags those no person would otherwise see."""
     where: ReviewWhere = ReviewWhere()
     enabled: bool = True
 
@@ -200,6 +203,7 @@ class ReviewRuleModel(_Strict):
         return ReviewRule(
             name=self.name,
             confidence_below=self.confidence_below,
+            route=self.route or "",
             task_type=where.task_type or "",
             agent=where.agent or "",
             service=where.service or "",
@@ -234,19 +238,20 @@ def default_rules() -> list[Rule]:
 
 def demo_rules() -> list[Rule]:
     """The default rules with 20-second windows and a 10-minute baseline, for
-    ``agentwatch up --demo``. Its fleet runs ~6 tickets a second, ~30 refund tasks a window,
-    and from minute 1 to minute 3 multiplies refund cost x5 and tool errors x10 (refund
-    failures go from ~9% to ~50%). The first minute's three complete windows are enough
-    history for a baseline, so both spike alerts fire with the first or second complete window
-    of the spike (the first still holds tickets begun before it), 20 to 60 seconds after it
-    starts (plus the evaluator's settling time): about two minutes after ``up``. With so short a history the spike soon weighs on the baseline (the
-    error rate's noise is judged from the baseline's mean), so a later window of the spike may
-    look normal: an alert resolves only after six clear windows (two minutes, the spike's
-    length), from the spike's end to a minute after it. Windows of 20 seconds hold enough
-    tasks to tell the spike from noise at the default threshold. The cost of the smaller task
-    types (~18 tasks a window) moves with how many of them a window happens to hold, by a
-    quarter window to window, more than the default 15% floor on the spread allows for: the
-    cost rule's floor is 35% (refunds at x5 still score far above the threshold)."""
+    ``agentwatch up --demo``.
+    Its fleet runs ~6 tickets a second, ~30 refund tasks a window, and from minute 1 to minute 3
+    multiplies refund cost x5 and tool errors x10 (refund failures go from ~9% to ~50%). The
+    first minute's three complete windows are enough history for a baseline, so both spike
+    alerts fire with the first or second complete window of the spike (the first still holds
+    tickets begun before it), 20 to 60 seconds after it starts (plus the evaluator's settling
+    time): about two minutes after ``up``. With so short a history the spike soon weighs on the
+    baseline (the error rate's noise is judged from the baseline's mean), so a later window of
+    the spike may look normal: an alert resolves only after six clear windows (two minutes, the
+    spike's length), from the spike's end to a minute after it. Windows of 20 seconds hold
+    enough tasks to tell the spike from noise at the default threshold. The cost of the smaller
+    task types (~18 tasks a window) moves with how many of them a window happens to hold, by a
+    quarter window to window, more than the default 15% floor on the spread allows for: the cost
+    rule's floor is 35% (refunds at x5 still score far above the threshold)."""
     rules: list[Rule] = []
     for rule in default_rules():
         if isinstance(rule, AnomalyRule):
@@ -503,7 +508,11 @@ def demo_review_rules() -> list[ReviewRule]:
     """What ``agentwatch up --demo`` flags without a rules file: refunds its fleet approves on
     its own (auto from 0.85 confidence) while below 0.9, the money going out on the least sure
     approvals."""
-    return [ReviewRule(name="unsure auto refunds", confidence_below=0.9, task_type="refund")]
+    return [
+        ReviewRule(
+            name="unsure auto refunds", confidence_below=0.9, route="auto", task_type="refund"
+        )
+    ]
 
 
 def load_review_rules(path: str | Path | None) -> list[ReviewRule]:

@@ -47,10 +47,12 @@ says nothing about how sure the decision before it was."""
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReviewRule:
     """Flags decisions with confidence below ``confidence_below`` (``[[review]]`` in the rules
-    file); an empty field matches anything."""
+    file); an empty field matches anything. ``route`` keeps decisions routed so (``auto``:
+    the ones no person would otherwise see)."""
 
     name: str
     confidence_below: float
+    route: str = ""
     task_type: str = ""
     agent: str = ""
     service: str = ""
@@ -60,16 +62,33 @@ class ReviewRule:
 _QUEUED_TASKS: Final = (
     f"SELECT TraceId, start_time FROM ({TASKS}) WHERE outcome IN ('escalated', 'failed')"
 )
-_CANDIDATES: Final = (
+_ITEM_COLUMNS: Final = (
     "SELECT TraceId, SpanId, Timestamp, ServiceName, Environment, AgentName, TaskType, "
     "Operation, DecisionName, Confidence, Route, ToolName, ToolTier, StatusCode, "
-    "StatusMessage, ErrorType, SpanAttributes['agentwatch.decision.reasoning'] AS reasoning, "
+    "StatusMessage, ErrorType "
+)
+# A decision can be an item only when routed to people or below some rule's bar: the others
+# are left out before the joins (which rule flags it is decided after them, with its task).
+_MAYBE_QUEUED: Final = (
+    "(Route IN ('review', 'escalate') OR (notEmpty({rule_below:Array(Float64)}) "
+    "AND ifNull(Confidence < arrayMax({rule_below:Array(Float64)}), 0)))"
+)
+# Two reads (the operations are disjoint): the tuple IN is evaluated on agent spans only.
+_CANDIDATES: Final = (
+    f"{_ITEM_COLUMNS}FROM {SPANS} WHERE {IN_RANGE} AND {SPAN_SCOPE} AND ("
+    f"(Operation = 'decision' AND {_MAYBE_QUEUED}) "
+    "OR (Operation = 'execute_tool' AND ToolTier IN ('write_risky', 'destructive'))) "
+    f"UNION ALL {_ITEM_COLUMNS}FROM {SPANS} WHERE {IN_RANGE} AND {SPAN_SCOPE} "
+    f"AND Operation = 'invoke_agent' AND (TraceId, Timestamp) IN ({_QUEUED_TASKS})"
+)
+# What only the page's rows need, read for them alone (``_details``): the attribute map is
+# the costliest column to read.
+_DETAILS_SQL: Final = (
+    "SELECT TraceId, SpanId, SpanAttributes['agentwatch.decision.reasoning'] AS reasoning, "
     "if(SpanAttributes['gen_ai.tool.call.arguments'] != '', "
     "SpanAttributes['gen_ai.tool.call.arguments'], SpanAttributes['input.value']) AS arguments "
-    f"FROM {SPANS} WHERE {IN_RANGE} AND {SPAN_SCOPE} AND ("
-    "Operation = 'decision' "
-    "OR (Operation = 'execute_tool' AND ToolTier IN ('write_risky', 'destructive')) "
-    f"OR (Operation = 'invoke_agent' AND (TraceId, Timestamp) IN ({_QUEUED_TASKS})))"
+    f"FROM {SPANS} WHERE {IN_RANGE} AND TraceId IN {{trace_ids:Array(String)}} "
+    "AND SpanId IN {span_ids:Array(String)}"
 )
 # The task each item belongs to: its agent, type and outcome.
 _TASK_OF: Final = (
@@ -92,6 +111,7 @@ _REVIEWS: Final = (
 _FLAGGED_BY: Final = (
     "arrayMap(i -> {rule_names:Array(String)}[i], arrayFilter(i -> "
     "item.Operation = 'decision' AND ifNull(item.Confidence < {rule_below:Array(Float64)}[i], 0) "
+    "AND ({rule_route:Array(String)}[i] = '' OR item.Route = {rule_route:Array(String)}[i]) "
     "AND ({rule_task_type:Array(String)}[i] = '' OR task_type = {rule_task_type:Array(String)}[i]) "
     "AND ({rule_agent:Array(String)}[i] = '' OR agent = {rule_agent:Array(String)}[i]) "
     "AND ({rule_service:Array(String)}[i] = '' "
@@ -100,7 +120,7 @@ _FLAGGED_BY: Final = (
     "OR item.Environment = {rule_environment:Array(String)}[i]), "
     "arrayEnumerate({rule_names:Array(String)})))"
 )
-_ITEMS: Final = (
+_ITEM_FIELDS: Final = (
     "SELECT toUnixTimestamp64Milli(item.Timestamp) AS time_ms, "
     "multiIf(item.Operation = 'decision', 'decision', item.Operation = 'execute_tool', 'action', "
     "'task') AS kind, "
@@ -108,8 +128,7 @@ _ITEMS: Final = (
     "if(task.task_task_type != '', task.task_task_type, item.TaskType) AS task_type, "
     "item.ServiceName AS service, item.Environment AS environment, "
     "item.DecisionName AS decision, item.Confidence AS confidence, item.Route AS route, "
-    "item.reasoning AS reasoning, item.ToolName AS tool, item.ToolTier AS tier, "
-    "item.arguments AS arguments, "
+    "item.ToolName AS tool, item.ToolTier AS tier, "
     "if(item.StatusCode = 'Error', 'error', 'ok') AS span_status, "
     "item.ErrorType AS error_type, item.StatusMessage AS error_message, "
     "task.task_outcome AS task_outcome, "
@@ -120,14 +139,24 @@ _ITEMS: Final = (
     "if(item.Operation = 'execute_tool', [item.ToolTier || ' tool'], []), "
     "if(item.Operation = 'invoke_agent', ['task ' || task.task_outcome], []), "
     "arrayMap(name -> 'rule: ' || name, flagged_by)) AS reasons, "
-    "item.TraceId AS trace_id, item.SpanId AS span_id, "
+    "item.TraceId AS trace_id, item.SpanId AS span_id"
+)
+_ITEMS_FROM: Final = (
+    f" FROM ({_CANDIDATES}) AS item LEFT JOIN ({_TASK_OF}) AS task ON task.TraceId = item.TraceId"
+)
+_ITEMS: Final = (
+    f"{_ITEM_FIELDS}, "
     "ifNull(review.reviews, 0) AS reviews, review.answer_correct AS correct, "
     "review.answer_reviewer AS reviewer, review.answer_label AS label, "
-    "review.answer_comment AS comment, review.answered_ms AS reviewed_ms "
-    f"FROM ({_CANDIDATES}) AS item "
-    f"LEFT JOIN ({_TASK_OF}) AS task ON task.TraceId = item.TraceId "
-    f"LEFT JOIN ({_REVIEWS}) AS review "
+    "review.answer_comment AS comment, review.answered_ms AS reviewed_ms"
+    f"{_ITEMS_FROM} LEFT JOIN ({_REVIEWS}) AS review "
     "ON review.TraceId = item.TraceId AND review.SpanId = item.SpanId"
+)
+# The traces with a queued decision: the items without their answers (which have no say in
+# whether a span is an item; the answers' join is the costlier half of the items).
+_QUEUED_DECISION_TRACES: Final = (
+    f"SELECT trace_id FROM ({_ITEM_FIELDS}{_ITEMS_FROM}) "
+    "WHERE kind = 'decision' AND length(reasons) > 0"
 )
 _QUEUED: Final = (
     f"FROM ({_ITEMS}) "
@@ -137,15 +166,20 @@ _QUEUED: Final = (
     "AND ({kind:String} = '' OR kind = {kind:String}) "
     "AND ({status:String} = '' OR if(reviews > 0, 'reviewed', 'pending') = {status:String}) "
     # A failed or escalated task is its own item only when no decision of its trace is queued.
-    "AND NOT (kind = 'task' AND trace_id IN ("
-    f"SELECT trace_id FROM ({_ITEMS}) WHERE kind = 'decision' AND length(reasons) > 0)) "
+    f"AND NOT (kind = 'task' AND trace_id IN ({_QUEUED_DECISION_TRACES})) "
 )
-_QUEUE_SQL: Final = "SELECT * " + _QUEUED + "ORDER BY time_ms DESC, span_id LIMIT {limit:UInt32}"
+# The columns of a queue row, in order; reasoning and arguments come from ``_DETAILS_SQL``.
+_ROW: Final = (
+    "time_ms, kind, agent, task_type, service, environment, decision, confidence, route, "
+    "tool, tier, span_status, error_type, error_message, task_outcome, flagged_by, reasons, "
+    "trace_id, span_id, reviews, correct, reviewer, label, comment, reviewed_ms"
+)
+_QUEUE_SQL: Final = (
+    f"SELECT {_ROW} " + _QUEUED + "ORDER BY time_ms DESC, span_id LIMIT {limit:UInt32}"
+)
 _COUNTS_SQL: Final = (
     "SELECT countIf(reviews = 0) AS pending, countIf(reviews > 0) AS reviewed " + _QUEUED
 )
-
-
 _ANSWERS_SQL: Final = (
     "SELECT toUnixTimestamp64Milli(Timestamp) AS time_ms, FeedbackCorrect AS correct, "
     f"SpanAttributes['{REVIEWER}'] AS reviewer, SpanAttributes['{LABEL}'] AS label, "
@@ -155,12 +189,16 @@ _ANSWERS_SQL: Final = (
     "AND FeedbackCorrect IS NOT NULL "
     "ORDER BY Timestamp DESC, SpanId LIMIT 1000"
 )
+# Where the detail columns go in a queue row: after ``route`` and after ``tier``.
+_REASONING_AFTER: Final = "route"
+_ARGUMENTS_AFTER: Final = "tier"
 
 
 def _rule_params(rules: Sequence[ReviewRule]) -> dict[str, Any]:
     return {
         "rule_names": [r.name for r in rules],
         "rule_below": [float(r.confidence_below) for r in rules],
+        "rule_route": [r.route for r in rules],
         "rule_task_type": [r.task_type for r in rules],
         "rule_agent": [r.agent for r in rules],
         "rule_service": [r.service for r in rules],
@@ -191,7 +229,36 @@ def review_queue(
         "kind": kind,
         "limit": checked_limit(limit),
     }
-    return store.query(_QUEUE_SQL, params)
+    return _with_details(store, params, store.query(_QUEUE_SQL, params))
+
+
+def _with_details(store: Store, params: dict[str, Any], queue: Rows) -> Rows:
+    """The queue's rows with each span's reasoning and arguments (read for these spans only)."""
+    trace_at, span_at = queue.columns.index("trace_id"), queue.columns.index("span_id")
+    details: dict[tuple[str, str], tuple[str, str]] = {}
+    if queue.rows:
+        found = store.query(
+            _DETAILS_SQL,
+            {
+                **params,
+                "trace_ids": sorted({row[trace_at] for row in queue.rows}),
+                "span_ids": sorted({row[span_at] for row in queue.rows}),
+            },
+        )
+        details = {(t, s): (reasoning, arguments) for t, s, reasoning, arguments in found.rows}
+    reasoning_at = queue.columns.index(_REASONING_AFTER) + 1
+    arguments_at = queue.columns.index(_ARGUMENTS_AFTER) + 1
+    columns = list(queue.columns)
+    columns.insert(arguments_at, "arguments")
+    columns.insert(reasoning_at, "reasoning")
+    rows = []
+    for row in queue.rows:
+        reasoning, arguments = details.get((row[trace_at], row[span_at]), ("", ""))
+        values = list(row)
+        values.insert(arguments_at, arguments)
+        values.insert(reasoning_at, reasoning)
+        rows.append(tuple(values))
+    return Rows(columns, rows)
 
 
 @dataclass(frozen=True, slots=True)

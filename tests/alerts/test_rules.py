@@ -241,6 +241,11 @@ name = "anything unsure"
 confidence_below = 0.5
 
 [[review]]
+name = "unsure auto approvals"
+confidence_below = 0.95
+route = "auto"
+
+[[review]]
 name = "switched off"
 confidence_below = 0.5
 enabled = false
@@ -256,6 +261,7 @@ def test_review_tables_sit_beside_alert_rules_in_one_file() -> None:
             name="unsure refunds", confidence_below=0.9, task_type="refund", environment="prod"
         ),
         ReviewRule(name="anything unsure", confidence_below=0.5),
+        ReviewRule(name="unsure auto approvals", confidence_below=0.95, route="auto"),
     ]
     assert [r.name for r in alerts] == ["cost spike"]
 
@@ -267,7 +273,8 @@ def test_review_tables_sit_beside_alert_rules_in_one_file() -> None:
         ('name = "x"\nconfidence_below = 0', "confidence_below", "greater than 0"),
         ('name = "x"', "confidence_below", "required"),
         ('name = "x"\nconfidence_below = 0.5\nwhere = { model = "gpt-4o" }', "where.model", ""),
-        ('name = "x"\nconfidence_below = 0.5\nroute = "auto"', "route", "unknown field"),
+        ('name = "x"\nconfidence_below = 0.5\nroute = "maybe"', "route", "'auto'"),
+        ('name = "x"\nconfidence_below = 0.5\ntier = "read"', "tier", "unknown field"),
     ],
 )
 def test_a_bad_review_table_names_its_line_and_field(table: str, field: str, message: str) -> None:
@@ -297,6 +304,10 @@ def test_without_a_file_there_are_no_review_rules(tmp_path: Path) -> None:
     path.write_text(REVIEW_FILE, encoding="utf-8")
 
     assert load_review_rules(None) == []
-    assert [r.name for r in load_review_rules(path)] == ["unsure refunds", "anything unsure"]
+    assert [r.name for r in load_review_rules(path)] == [
+        "unsure refunds",
+        "anything unsure",
+        "unsure auto approvals",
+    ]
     with pytest.raises(AlertRulesError, match="cannot read"):
         load_review_rules(tmp_path / "missing.toml")

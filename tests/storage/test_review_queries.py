@@ -35,7 +35,11 @@ def expected_items(fleet: Fleet, rules: tuple[ReviewRule, ...] = ()) -> dict[str
                 reasons.add(f"routed {route}")
             confidence = float(span.attrs["agentwatch.decision.confidence"])
             for rule in rules:
-                if confidence < rule.confidence_below and rule.task_type in ("", task_type):
+                if (
+                    confidence < rule.confidence_below
+                    and rule.task_type in ("", task_type)
+                    and rule.route in ("", route)
+                ):
                     reasons.add(f"rule: {rule.name}")
         elif span.operation == "execute_tool":
             tier = span.attrs.get("agentwatch.tool.tier", "")
@@ -122,6 +126,7 @@ def test_a_review_rule_flags_low_confidence_decisions_of_its_task_type(fleet: Fl
     rules = (
         ReviewRule(name="unsure refunds", confidence_below=0.9, task_type="refund"),
         ReviewRule(name="it's \\ odd", confidence_below=0.3),
+        ReviewRule(name="unsure auto approvals", confidence_below=0.95, route="auto"),
     )
     want = expected_items(fleet, rules)
     flagged = {span for span, reasons in want.items() if "rule: unsure refunds" in reasons}
@@ -131,6 +136,9 @@ def test_a_review_rule_flags_low_confidence_decisions_of_its_task_type(fleet: Fl
 
     assert {r["span_id"]: set(r["reasons"]) for r in rows} == want
     assert {r["span_id"] for r in rows if "unsure refunds" in r["flagged_by"]} == flagged
+    auto = [r for r in rows if "unsure auto approvals" in r["flagged_by"]]
+    assert auto
+    assert {r["route"] for r in auto} == {"auto"}
 
 
 def test_filters_narrow_by_kind_task_type_and_service(fleet: Fleet) -> None:
