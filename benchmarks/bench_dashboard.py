@@ -2,20 +2,24 @@
 
     python -m benchmarks.bench_dashboard [--spans 10000000] [--days 7] [--runs 7]
                                          [--data-dir DIR] [--reuse] [--json PATH] [--check]
-                                         [--baseline OLD_QUERIES_PY] [--backfill]
+                                         [--baseline OLD_QUERIES_PY ...] [--backfill]
 
 What is measured: the wall time of every query the Overview and Cost pages run (the functions
 of ``agentwatch.storage``'s page query modules: ``_overview_queries``, ``_cost_queries``,
 ``_decision_queries``, ``_sidebar_queries``, called on an ``EmbeddedStore`` as the collector's
-query endpoint runs them, result conversion included), median over ``--runs`` runs after one warm-up
-run, and the sum of the Overview page's medians.
+query endpoint runs them, result conversion included), and those of the Review and Audit pages
+(``_review_queries`` with the demo's review rules, ``_audit_queries``), median over ``--runs``
+runs after one warm-up run, and the sum of the Overview page's medians.
 
 - **The data.** ``--spans`` spans (default 10 million) of realistic agent traces spread evenly
   over the last ``--days`` days, written through the storage insert path
   (``EmbeddedStore.insert_arrow``, Arrow batches in time order, as the collector writes them).
   Traces come from a pool of 4,000 traces built like the demo fleet's (an ``invoke_agent`` root
   with chat / lookup_order / search_kb iterations, a decision, a refund tool call on auto
-  refunds, human feedback on 30%, outcomes from the decision's route, a runaway that hits its
+  refunds, human feedback on 30% (half of it a reviewer's answer about the decision, a
+  quarter of that on auto refunds about the refund call instead: feedback spans whose parent
+  is the span they judge, as the Review page sends them; the rest about the agent run),
+  outcomes from the decision's route, a runaway that hits its
   iteration limit now and then; four task types, four models, three services in two
   environments) and turned into rows by the collector's own ``spans_to_arrow`` (so they are
   priced by genai-prices). As the SDK does now, every span of an agent run carries
@@ -58,13 +62,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from agentwatch.alerts._rules import demo_review_rules
 from agentwatch.collector._decode import SpanColumns
 from agentwatch.collector._pricing import PriceTable
 from agentwatch.collector._rows import spans_to_arrow
 from agentwatch.storage import (
+    _audit_queries,
     _cost_queries,
     _decision_queries,
     _overview_queries,
+    _review_queries,
     _sidebar_queries,
 )
 from agentwatch.storage._schema import (
@@ -171,27 +178,39 @@ def _pool_trace(rng: random.Random) -> tuple[list[_Span], int]:
         }
         if child_task:
             decision["agentwatch.task.type"] = child_task
+        decision_at = len(spans)
         spans.append(_Span(clock, 0, "decision resolve", "Internal", 50_000, decision))
         clock += 100_000
         outcome = "escalated" if route == "escalate" else "completed"
+        refund_at = -1
         if task == "refund" and route == "auto":
             error = rng.random() < tool_error_rate
             duration = rng.randint(50, 900) * 1_000_000
             attrs = _tool("issue_refund", child_task, error)
+            refund_at = len(spans)
             spans.append(_Span(clock, 0, "execute_tool issue_refund", "Internal", duration, attrs))
             clock += duration
             if error:
                 outcome = "failed"
         if outcome != "failed" and rng.random() < 0.3:
             right = rng.random() < 0.5 + confidence / 2.1
+            target = rng.getrandbits(64)
             feedback = {
                 "gen_ai.operation.name": "feedback",
                 "agentwatch.feedback.thumbs_up": str(right).lower(),
                 "agentwatch.feedback.score": "1" if right else "0",
                 "agentwatch.feedback.correct": str(right).lower(),
-                "agentwatch.feedback.span_id": f"{rng.getrandbits(64):016x}",
+                "agentwatch.feedback.span_id": f"{target:016x}",
             }
-            spans.append(_Span(clock, 0, "feedback", "Internal", 10_000, feedback))
+            # Who judged what, from bits already drawn (the rest of the pool stays as it was):
+            # half the feedback is a reviewer's answer about the decision (the Review page's),
+            # a quarter of it on auto refunds about the refund call, the rest about the run.
+            parent = 0
+            if target % 4 < 2 or (target % 4 == 2 and refund_at >= 0):
+                parent = decision_at if target % 4 < 2 else refund_at
+                feedback["agentwatch.feedback.about"] = "decision" if target % 4 < 2 else "action"
+                feedback["agentwatch.feedback.reviewer"] = f"reviewer-{target >> 60}"
+            spans.append(_Span(clock, parent, "feedback", "Internal", 10_000, feedback))
     root = spans[0]
     root.duration_ns = clock + 1_000_000
     root.attrs = {
@@ -447,9 +466,12 @@ Pages = dict[str, dict[str, Query]]
 
 def page_queries(m: Any) -> Pages:
     """The queries each page runs, from anything with the page query functions as attributes
-    (``CURRENT_QUERIES``, or a baseline ``_queries.py`` from before the split)."""
-    return {
-        "Overview": {
+    (``CURRENT_QUERIES``, or a baseline: an older single-file ``_queries.py`` from before the
+    split, or other versions of some page query modules). A page, or a query, the baseline has
+    no function for is timed on this code's side only."""
+    pages: Pages = {}
+    if hasattr(m, "overview"):
+        pages["Overview"] = {
             "data_presence": m.data_presence,
             "filter_options (sidebar)": m.filter_options,
             "overview (this period)": m.overview,
@@ -460,16 +482,56 @@ def page_queries(m: Any) -> Pages:
             # Tools never called: the page takes the called ones from tool_usage's rows.
             **({"declared_tools": m.declared_tools} if hasattr(m, "declared_tools") else {}),
             "error_categories": m.error_categories,
-        },
-        "Cost": {
+        }
+    if hasattr(m, "cost_summary"):
+        pages["Cost"] = {
             "cost_summary": m.cost_summary,
             "unpriced_models": m.unpriced_models,
             "cost_over_time_by_model": m.cost_over_time_by_model,
             "cost_over_time_by_task_type": m.cost_over_time_by_task_type,
             "cost_by_task_type": m.cost_by_task_type,
             "most_expensive_traces": lambda s, f: m.most_expensive_traces(s, f, 20),
-        },
+        }
+    review = review_queries(m)
+    if review:
+        pages["Review and audit"] = review
+    return pages
+
+
+def review_queries(m: Any) -> dict[str, Query]:
+    """What the Review page runs (the demo's review rules, its default "Pending" view of 500
+    items, the answers of one reviewed item) and the Audit page (no tier, tool or outcome
+    chosen), for the functions ``m`` has."""
+    rules = demo_review_rules()
+    reviewed: dict[Filters, tuple[str, str]] = {}
+
+    def answers(store: EmbeddedStore, filters: Filters) -> Any:
+        # The newest reviewed item of the range, looked up once per range (in the warm-up run)
+        # with this code's queue, so that both sides read the same item's answers.
+        if filters not in reviewed:
+            (item,) = _review_queries.review_queue(
+                store, filters, rules, status="reviewed", limit=1
+            ).dicts()
+            reviewed[filters] = (item["trace_id"], item["span_id"])
+        return m.review_answers(store, filters, *reviewed[filters])
+
+    queries: dict[str, Query] = {
+        "review_counts": lambda s, f: m.review_counts(s, f, rules),
+        "review_queue (pending, 500)": lambda s, f: m.review_queue(
+            s, f, rules, status="pending", limit=500
+        ),
+        "review_answers (one item)": answers,
+        "risky_actions": lambda s, f: m.risky_actions(s, f),
+        "access_patterns": lambda s, f: m.access_patterns(s, f),
     }
+    needs = {
+        "review_counts": "review_counts",
+        "review_queue (pending, 500)": "review_queue",
+        "review_answers (one item)": "review_answers",
+        "risky_actions": "risky_actions",
+        "access_patterns": "access_patterns",
+    }
+    return {name: query for name, query in queries.items() if hasattr(m, needs[name])}
 
 
 # This code's page queries under one namespace, as a baseline module of an older single-file
@@ -477,23 +539,35 @@ def page_queries(m: Any) -> Pages:
 CURRENT_QUERIES: Final = SimpleNamespace(
     **{
         name: getattr(module, name)
-        for module in (_overview_queries, _cost_queries, _decision_queries, _sidebar_queries)
+        for module in (
+            _overview_queries,
+            _cost_queries,
+            _decision_queries,
+            _sidebar_queries,
+            _review_queries,
+            _audit_queries,
+        )
         for name in dir(module)
         if not name.startswith("_")
     }
 )
 
 
-def load_baseline(path: str) -> Any:
-    """Another version of ``storage/_queries.py`` (e.g. ``git show REV:storage/_queries.py``),
-    to time against this one in the same process on the same data."""
-    spec = importlib.util.spec_from_file_location("agentwatch.storage._queries_baseline", path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+def load_baseline(paths: list[str]) -> Any:
+    """Other versions of page query modules (e.g. ``git show REV:storage/_queries.py``, or
+    ``REV:storage/_review_queries.py`` and ``REV:storage/_audit_queries.py``), to time against
+    this code in the same process on the same data; their functions under one namespace."""
+    functions: dict[str, Any] = {}
+    for i, path in enumerate(paths):
+        name = f"agentwatch.storage._baseline_{i}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise SystemExit(f"cannot load {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+        functions.update((n, getattr(module, n)) for n in dir(module) if not n.startswith("_"))
+    return SimpleNamespace(**functions)
 
 
 Times = dict[str, dict[str, list[float]]]
@@ -516,7 +590,7 @@ def time_queries(
         for page, queries in first.items():
             for name in queries:
                 for side in order if round_ % 2 else reversed(order):
-                    if name not in sides[side][page]:
+                    if name not in sides[side].get(page, {}):
                         continue  # a query the baseline does not have
                     began = time.perf_counter()
                     sides[side][page][name](store, filters)
@@ -546,7 +620,7 @@ def report(label: str, times: dict[str, Times]) -> dict[str, Any]:
             }
             line = f"{name:30} {med:10.1f} {min(values):7.1f} {max(values):7.1f}  "
             line += "PASS  " if ok else "FAIL  "
-            if base and base[page].get(name):
+            if base and base.get(page, {}).get(name):
                 before = base[page][name]
                 ratios = [a / b for a, b in zip(values, before, strict=True)]
                 row["baseline_median_ms"] = statistics.median(before)
@@ -561,7 +635,7 @@ def report(label: str, times: dict[str, Times]) -> dict[str, Any]:
             line += "PASS  " if total < OVERVIEW_TARGET_MS else "FAIL  "
         else:
             line += "      "
-        if base:
+        if base and page in base:
             summary["baseline_sum_of_medians_ms"] = sum(
                 r.get("baseline_median_ms", 0.0) for r in rows.values()
             )
@@ -584,8 +658,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--baseline",
         default=None,
+        nargs="+",
         metavar="PATH",
-        help="another storage/_queries.py to time interleaved with this one, on the same data",
+        help="other versions of page query modules (an older storage/_queries.py, or some of "
+        "storage/_*_queries.py) to time interleaved with this code, on the same data",
     )
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument(
