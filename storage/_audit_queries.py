@@ -25,6 +25,12 @@ _SINCE_PREVIOUS: Final = (
     "AND Timestamp < fromUnixTimestamp64Nano({end_ns:Int64})"
 )
 
+# Only the traces of writing calls can hold their justification or agent run: the joins'
+# right sides are read for those traces alone.
+_WRITING_TRACES: Final = (
+    f"SELECT TraceId FROM {SPANS} WHERE {IN_RANGE} AND {SPAN_SCOPE} "  # noqa: S608 - constant SQL
+    "AND Operation = 'execute_tool' AND ToolTier IN ('write_safe', 'write_risky', 'destructive')"
+)
 _ACTIONS_SQL: Final = (
     "SELECT * FROM ("  # noqa: S608 - constant SQL; every value is a bound parameter
     "SELECT toUnixTimestamp64Milli(action.Timestamp) AS time_ms, "
@@ -44,12 +50,14 @@ _ACTIONS_SQL: Final = (
     # The closest decision before the call in its trace: its justification.
     "ASOF LEFT JOIN (SELECT TraceId, Timestamp, DecisionName, Confidence, Route, "
     "SpanAttributes['agentwatch.decision.reasoning'] AS reasoning "
-    f"FROM {SPANS} WHERE {IN_RANGE} AND Operation = 'decision') AS decision "
+    f"FROM {SPANS} WHERE {IN_RANGE} AND Operation = 'decision' "
+    f"AND TraceId IN ({_WRITING_TRACES})) AS decision "
     "ON action.TraceId = decision.TraceId AND action.Timestamp >= decision.Timestamp "
     # The agent run the call belongs to (the latest started before it in its trace), for tool
     # spans that do not name their agent.
     "ASOF LEFT JOIN (SELECT TraceId, Timestamp, AgentName "
-    f"FROM {SPANS} WHERE {IN_RANGE} AND Operation = 'invoke_agent') AS run "
+    f"FROM {SPANS} WHERE {IN_RANGE} AND Operation = 'invoke_agent' "
+    f"AND TraceId IN ({_WRITING_TRACES})) AS run "
     "ON action.TraceId = run.TraceId AND action.Timestamp >= run.Timestamp"
     ") WHERE ({agent:String} = '' OR agent = {agent:String}) "
     "ORDER BY at DESC, span_id LIMIT {limit:UInt32}"
