@@ -34,10 +34,10 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal, Self, TypeAlias
+from typing import Annotated, Any, Final, Literal, Protocol, Self, TypeAlias, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
@@ -389,12 +389,73 @@ def _rule_problems(
     return problems
 
 
-def parse_rules(text: str, source: str = "<rules>") -> list[Rule]:
-    """Rules from TOML text; raises ``AlertRulesError`` listing every problem."""
+def _document(text: str, source: str) -> dict[str, Any]:
     try:
-        document = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise AlertRulesError(source, [RuleProblem(f"not valid TOML: {exc}")]) from None
+
+
+def _read(path: str | Path) -> tuple[str, str]:
+    """A rules file's text and the name its errors give it."""
+    file = Path(path)
+    try:
+        return file.read_text(encoding="utf-8"), str(file)
+    except OSError as exc:
+        raise AlertRulesError(str(file), [RuleProblem(f"cannot read: {exc.strerror}")]) from None
+
+
+_Named = TypeVar("_Named", bound="_HasName")
+
+
+class _HasName(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+def _validated_tables(
+    text: str,
+    tables: Sequence[Any],
+    kind_of_table: str,
+    validate: Callable[[Any], _Named],
+    problems: list[RuleProblem],
+) -> tuple[list[_Named], dict[str, int]]:
+    """Each ``[[kind_of_table]]`` table validated, in file order, with its number by name;
+    what is wrong with any of them (a bad value, a duplicate name) goes into ``problems``."""
+    blocks = _rule_blocks(text, kind_of_table)
+    valid: list[_Named] = []
+    seen: dict[str, int] = {}
+    for index, table in enumerate(tables):
+        number = index + 1
+        block = blocks[index] if index < len(blocks) else None
+        if not isinstance(table, dict):
+            problems.append(RuleProblem("must be a table", rule_number=number, table=kind_of_table))
+            continue
+        try:
+            item = validate(table)
+        except ValidationError as exc:
+            problems.extend(_rule_problems(exc, table, number, text, block, kind_of_table))
+            continue
+        if item.name in seen:
+            problems.append(
+                RuleProblem(
+                    f"duplicate name, already used by {kind_of_table} {seen[item.name]}",
+                    rule_number=number,
+                    rule_name=item.name,
+                    field="name",
+                    line=_line_of(text, block, ["name"], kind_of_table),
+                    table=kind_of_table,
+                )
+            )
+            continue
+        seen[item.name] = number
+        valid.append(item)
+    return valid, seen
+
+
+def parse_rules(text: str, source: str = "<rules>") -> list[Rule]:
+    """Rules from TOML text; raises ``AlertRulesError`` listing every problem."""
+    document = _document(text, source)
     problems: list[RuleProblem] = []
     for key in document:
         if key not in _TOP_LEVEL_KEYS:
@@ -410,33 +471,7 @@ def parse_rules(text: str, source: str = "<rules>") -> list[Rule]:
     if not isinstance(tables, list):
         problems.append(RuleProblem("must be an array of tables: write [[rule]]", field="rule"))
         tables = []
-    blocks = _rule_blocks(text)
-    rules: list[Rule] = []
-    seen: dict[str, int] = {}
-    for index, table in enumerate(tables):
-        number = index + 1
-        block = blocks[index] if index < len(blocks) else None
-        if not isinstance(table, dict):
-            problems.append(RuleProblem("must be a table", rule_number=number))
-            continue
-        try:
-            rule = _RULE.validate_python(table)
-        except ValidationError as exc:
-            problems.extend(_rule_problems(exc, table, number, text, block))
-            continue
-        if rule.name in seen:
-            problems.append(
-                RuleProblem(
-                    f"duplicate name, already used by rule {seen[rule.name]}",
-                    rule_number=number,
-                    rule_name=rule.name,
-                    field="name",
-                    line=_line_of(text, block, ["name"]),
-                )
-            )
-            continue
-        seen[rule.name] = number
-        rules.append(rule)
+    rules, seen = _validated_tables(text, tables, "rule", _RULE.validate_python, problems)
     if problems:
         raise AlertRulesError(source, problems)
     if include_defaults is True:
@@ -448,60 +483,24 @@ def load_rules(path: str | Path | None) -> list[Rule]:
     """Rules from a TOML file, or ``default_rules()`` when ``path`` is None."""
     if path is None:
         return default_rules()
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise AlertRulesError(str(file), [RuleProblem(f"cannot read: {exc.strerror}")]) from None
-    return parse_rules(text, source=str(file))
+    text, source = _read(path)
+    return parse_rules(text, source=source)
 
 
 # --- review rules -----------------------------------------------------------------------------
 def parse_review_rules(text: str, source: str = "<rules>") -> list[ReviewRule]:
     """The ``[[review]]`` tables of a rules file (the ``[[rule]]`` ones are ``parse_rules``'s);
     raises ``AlertRulesError`` listing every problem."""
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise AlertRulesError(source, [RuleProblem(f"not valid TOML: {exc}")]) from None
-    tables = document.get("review", [])
+    tables = _document(text, source).get("review", [])
     if not isinstance(tables, list):
         raise AlertRulesError(
             source, [RuleProblem("must be an array of tables: write [[review]]", field="review")]
         )
-    blocks = _rule_blocks(text, "review")
     problems: list[RuleProblem] = []
-    rules: list[ReviewRule] = []
-    seen: dict[str, int] = {}
-    for index, table in enumerate(tables):
-        number = index + 1
-        block = blocks[index] if index < len(blocks) else None
-        if not isinstance(table, dict):
-            problems.append(RuleProblem("must be a table", rule_number=number, table="review"))
-            continue
-        try:
-            model = ReviewRuleModel.model_validate(table)
-        except ValidationError as exc:
-            problems.extend(_rule_problems(exc, table, number, text, block, "review"))
-            continue
-        if model.name in seen:
-            problems.append(
-                RuleProblem(
-                    f"duplicate name, already used by review {seen[model.name]}",
-                    rule_number=number,
-                    rule_name=model.name,
-                    field="name",
-                    line=_line_of(text, block, ["name"], "review"),
-                    table="review",
-                )
-            )
-            continue
-        seen[model.name] = number
-        if model.enabled:
-            rules.append(model.rule())
+    models, _ = _validated_tables(text, tables, "review", ReviewRuleModel.model_validate, problems)
     if problems:
         raise AlertRulesError(source, problems)
-    return rules
+    return [model.rule() for model in models if model.enabled]
 
 
 def demo_review_rules() -> list[ReviewRule]:
@@ -519,9 +518,5 @@ def load_review_rules(path: str | Path | None) -> list[ReviewRule]:
     """The review rules of a rules file; none without a file."""
     if path is None:
         return []
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise AlertRulesError(str(file), [RuleProblem(f"cannot read: {exc.strerror}")]) from None
-    return parse_review_rules(text, source=str(file))
+    text, source = _read(path)
+    return parse_review_rules(text, source=source)
