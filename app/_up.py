@@ -18,6 +18,12 @@ from agentwatch.alerts._evaluator import AlertService
 from agentwatch.app._alerts_cli import AlertOptions, start_alert_service
 from agentwatch.app._collector import Collector, CollectorConfig
 from agentwatch.app._signals import stop_on_signals
+from agentwatch.dashboards._review import (
+    ENV_DEMO_RULES,
+    ENV_INGEST_TOKEN,
+    ENV_OTLP_ENDPOINT,
+    ENV_RULES_FILE,
+)
 from agentwatch.query._protocol import is_loopback
 
 if TYPE_CHECKING:
@@ -96,22 +102,17 @@ class ReviewWiring:
     demo: bool = False
 
     def env(self) -> dict[str, str]:
-        env = {"AGENTWATCH_OTLP_ENDPOINT": self.otlp_endpoint}
+        env = {ENV_OTLP_ENDPOINT: self.otlp_endpoint}
         if self.ingest_token:
-            env["AGENTWATCH_INGEST_TOKEN"] = self.ingest_token
+            env[ENV_INGEST_TOKEN] = self.ingest_token
         if self.rules_file is not None:
-            env["AGENTWATCH_RULES_FILE"] = str(self.rules_file)
+            env[ENV_RULES_FILE] = str(self.rules_file)
         elif self.demo:
-            env["AGENTWATCH_DEMO_RULES"] = "1"
+            env[ENV_DEMO_RULES] = "1"
         return env
 
 
-_REVIEW_ENV: Final = (
-    "AGENTWATCH_OTLP_ENDPOINT",
-    "AGENTWATCH_INGEST_TOKEN",
-    "AGENTWATCH_RULES_FILE",
-    "AGENTWATCH_DEMO_RULES",
-)
+_REVIEW_ENV: Final = (ENV_OTLP_ENDPOINT, ENV_INGEST_TOKEN, ENV_RULES_FILE, ENV_DEMO_RULES)
 
 
 def local_url(host: str, port: int) -> str:

@@ -35,6 +35,8 @@ from agentwatch.storage._review_queries import ABOUT, LABEL, REVIEWER
 
 ENV_OTLP_ENDPOINT: Final = "AGENTWATCH_OTLP_ENDPOINT"
 ENV_INGEST_TOKEN: Final = "AGENTWATCH_INGEST_TOKEN"  # noqa: S105 - a variable name
+ENV_RULES_FILE: Final = "AGENTWATCH_RULES_FILE"  # the review rules' file (``[[review]]``)
+ENV_DEMO_RULES: Final = "AGENTWATCH_DEMO_RULES"  # "1": ``agentwatch up --demo`` without a file
 DEFAULT_OTLP_ENDPOINT: Final = "http://127.0.0.1:4318"
 MAX_TEXT_CHARS: Final = 2000
 MAX_REVIEWER_CHARS: Final = 200

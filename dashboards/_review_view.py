@@ -22,7 +22,7 @@ from agentwatch._errors import AgentwatchError
 from agentwatch.alerts._rules import demo_review_rules, load_review_rules
 from agentwatch.dashboards._data import Unavailable, forget_cached_reads, query
 from agentwatch.dashboards._format import NONE, when
-from agentwatch.dashboards._review import Answer, send_answer
+from agentwatch.dashboards._review import ENV_DEMO_RULES, ENV_RULES_FILE, Answer, send_answer
 from agentwatch.storage._review_queries import (
     ITEM_KINDS,
     ReviewRule,
@@ -33,8 +33,6 @@ from agentwatch.storage._review_queries import (
 )
 from agentwatch.storage._scope import Filters
 
-ENV_RULES_FILE: Final = "AGENTWATCH_RULES_FILE"
-ENV_DEMO_RULES: Final = "AGENTWATCH_DEMO_RULES"  # "1": ``agentwatch up --demo`` without a file
 QUEUE_LIMIT: Final = 500
 K_STATUS: Final = "review_status"
 K_KIND: Final = "review_kind"

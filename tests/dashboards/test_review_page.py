@@ -30,8 +30,8 @@ def url(fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv(_data.ENV_URL, fleet.query_url)
     monkeypatch.setenv(_review.ENV_OTLP_ENDPOINT, fleet.collector.urls()["otlp_http"])
     monkeypatch.delenv(_review.ENV_INGEST_TOKEN, raising=False)
-    monkeypatch.delenv(_review_view.ENV_RULES_FILE, raising=False)
-    monkeypatch.delenv(_review_view.ENV_DEMO_RULES, raising=False)
+    monkeypatch.delenv(_review.ENV_RULES_FILE, raising=False)
+    monkeypatch.delenv(_review.ENV_DEMO_RULES, raising=False)
     st.cache_data.clear()
     st.cache_resource.clear()
     yield fleet.query_url
@@ -197,7 +197,7 @@ def test_review_rules_from_the_rules_file_flag_decisions(
         'where = { task_type = "refund" }\n',
         encoding="utf-8",
     )
-    monkeypatch.setenv(_review_view.ENV_RULES_FILE, str(rules))
+    monkeypatch.setenv(_review.ENV_RULES_FILE, str(rules))
 
     at = open_review(entry)
 
@@ -211,7 +211,7 @@ def test_a_bad_rules_file_is_a_warning_not_a_crash(
 ) -> None:
     rules = tmp_path / "rules.toml"
     rules.write_text('[[review]]\nname = "x"\nconfidence_below = 7\n', encoding="utf-8")
-    monkeypatch.setenv(_review_view.ENV_RULES_FILE, str(rules))
+    monkeypatch.setenv(_review.ENV_RULES_FILE, str(rules))
 
     at = open_review(entry)
 
@@ -224,7 +224,7 @@ def test_a_bad_rules_file_is_a_warning_not_a_crash(
 def test_the_demo_flags_unsure_auto_refunds_without_a_rules_file(
     entry: Path, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(_review_view.ENV_DEMO_RULES, "1")
+    monkeypatch.setenv(_review.ENV_DEMO_RULES, "1")
 
     at = open_review(entry)
 
