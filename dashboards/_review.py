@@ -31,7 +31,7 @@ from agentwatch._semconv import (
     GEN_AI_OPERATION_NAME,
     OPERATION_FEEDBACK,
 )
-from agentwatch.storage._review_queries import ABOUT, LABEL, REVIEWER
+from agentwatch.storage._review_queries import ABOUT, ITEM_KINDS, LABEL, REVIEWER
 
 ENV_OTLP_ENDPOINT: Final = "AGENTWATCH_OTLP_ENDPOINT"
 ENV_INGEST_TOKEN: Final = "AGENTWATCH_INGEST_TOKEN"  # noqa: S105 - a variable name
@@ -43,7 +43,6 @@ MAX_REVIEWER_CHARS: Final = 200
 SEND_TIMEOUT_S: Final = 10.0
 _HEX_TRACE: Final = re.compile(r"[0-9a-f]{32}")
 _HEX_SPAN: Final = re.compile(r"[0-9a-f]{16}")
-ABOUT_BY_KIND: Final = {"decision": "decision", "action": "action", "task": "task"}
 
 
 class ReviewNotSent(AgentwatchError):
@@ -81,8 +80,8 @@ def feedback_request(answer: Answer, now_ns: int | None = None) -> dict[str, Any
         raise ValueError(f"not a trace id: {answer.trace_id!r}")
     if not _HEX_SPAN.fullmatch(span_id) or int(span_id, 16) == 0:
         raise ValueError(f"not a span id: {answer.span_id!r}")
-    if answer.kind not in ABOUT_BY_KIND:
-        raise ValueError(f"kind must be one of {', '.join(ABOUT_BY_KIND)}, not {answer.kind!r}")
+    if answer.kind not in ITEM_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(ITEM_KINDS)}, not {answer.kind!r}")
     reviewer = " ".join(answer.reviewer.split())[:MAX_REVIEWER_CHARS]
     if not reviewer:
         raise ValueError("a review needs the reviewer's name")
@@ -90,7 +89,7 @@ def feedback_request(answer: Answer, now_ns: int | None = None) -> dict[str, Any
         _attribute(GEN_AI_OPERATION_NAME, OPERATION_FEEDBACK),
         _attribute(FEEDBACK_CORRECT, answer.correct),
         _attribute(FEEDBACK_TARGET_SPAN_ID, span_id),
-        _attribute(ABOUT, ABOUT_BY_KIND[answer.kind]),
+        _attribute(ABOUT, answer.kind),  # what the review judged: the item's kind
         _attribute(REVIEWER, reviewer),
     ]
     # Written to be recorded, so recorded whatever the content policy, but always redacted.

@@ -25,11 +25,14 @@ _SINCE_PREVIOUS: Final = (
     "AND Timestamp < fromUnixTimestamp64Nano({end_ns:Int64})"
 )
 
+_WRITING_CALL: Final = (
+    "Operation = 'execute_tool' AND ToolTier IN ('write_safe', 'write_risky', 'destructive')"
+)
 # Only the traces of writing calls can hold their justification or agent run: the joins'
 # right sides are read for those traces alone.
 _WRITING_TRACES: Final = (
     f"SELECT TraceId FROM {SPANS} WHERE {IN_RANGE} AND {SPAN_SCOPE} "  # noqa: S608 - constant SQL
-    "AND Operation = 'execute_tool' AND ToolTier IN ('write_safe', 'write_risky', 'destructive')"
+    f"AND {_WRITING_CALL}"
 )
 _ACTIONS_SQL: Final = (
     "SELECT * FROM ("  # noqa: S608 - constant SQL; every value is a bound parameter
@@ -42,7 +45,7 @@ _ACTIONS_SQL: Final = (
     "decision.reasoning AS justification, action.TraceId AS trace_id, "
     "action.SpanId AS span_id, action.Timestamp AS at "
     f"FROM (SELECT * FROM {SPANS} WHERE {IN_RANGE} AND {SPAN_SCOPE} "
-    "AND Operation = 'execute_tool' AND ToolTier IN ('write_safe', 'write_risky', 'destructive') "
+    f"AND {_WRITING_CALL} "
     "AND ({tier:String} = '' OR ToolTier = {tier:String}) "
     "AND ({tool:String} = '' OR ToolName = {tool:String}) "
     "AND ({outcome:String} = '' OR if(StatusCode = 'Error', 'error', 'ok') = {outcome:String})"

@@ -189,9 +189,12 @@ _ANSWERS_SQL: Final = (
     "AND FeedbackCorrect IS NOT NULL "
     "ORDER BY Timestamp DESC, SpanId LIMIT 1000"
 )
-# Where the detail columns go in a queue row: after ``route`` and after ``tier``.
-_REASONING_AFTER: Final = "route"
-_ARGUMENTS_AFTER: Final = "tier"
+
+
+def _checked_kind(kind: str) -> str:
+    if kind not in ("", *ITEM_KINDS):
+        raise ValueError(f"kind must be one of {', '.join(ITEM_KINDS)}, not {kind!r}")
+    return kind
 
 
 def _rule_params(rules: Sequence[ReviewRule]) -> dict[str, Any]:
@@ -220,13 +223,11 @@ def review_queue(
     reasons and its latest answer (``reviews`` counts every answer)."""
     if status not in ("", *REVIEW_STATUSES):
         raise ValueError(f"status must be one of {', '.join(REVIEW_STATUSES)}, not {status!r}")
-    if kind not in ("", *ITEM_KINDS):
-        raise ValueError(f"kind must be one of {', '.join(ITEM_KINDS)}, not {kind!r}")
     params = {
         **filters.params(store),
         **_rule_params(rules),
         "status": status,
-        "kind": kind,
+        "kind": _checked_kind(kind),
         "limit": checked_limit(limit),
     }
     return _with_details(store, params, store.query(_QUEUE_SQL, params))
@@ -246,19 +247,8 @@ def _with_details(store: Store, params: dict[str, Any], queue: Rows) -> Rows:
             },
         )
         details = {(t, s): (reasoning, arguments) for t, s, reasoning, arguments in found.rows}
-    reasoning_at = queue.columns.index(_REASONING_AFTER) + 1
-    arguments_at = queue.columns.index(_ARGUMENTS_AFTER) + 1
-    columns = list(queue.columns)
-    columns.insert(arguments_at, "arguments")
-    columns.insert(reasoning_at, "reasoning")
-    rows = []
-    for row in queue.rows:
-        reasoning, arguments = details.get((row[trace_at], row[span_at]), ("", ""))
-        values = list(row)
-        values.insert(arguments_at, arguments)
-        values.insert(reasoning_at, reasoning)
-        rows.append(tuple(values))
-    return Rows(columns, rows)
+    rows = [(*row, *details.get((row[trace_at], row[span_at]), ("", ""))) for row in queue.rows]
+    return Rows([*queue.columns, "reasoning", "arguments"], rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,9 +262,12 @@ def review_counts(
 ) -> QueueCounts:
     """How many of the queue's items in range (any number, not only a page of them) wait for
     an answer and how many have one, by the sidebar's filters and ``kind``."""
-    if kind not in ("", *ITEM_KINDS):
-        raise ValueError(f"kind must be one of {', '.join(ITEM_KINDS)}, not {kind!r}")
-    params = {**filters.params(store), **_rule_params(rules), "status": "", "kind": kind}
+    params = {
+        **filters.params(store),
+        **_rule_params(rules),
+        "status": "",
+        "kind": _checked_kind(kind),
+    }
     (row,) = store.query(_COUNTS_SQL, params).dicts()
     return QueueCounts(int(row["pending"]), int(row["reviewed"]))
 
