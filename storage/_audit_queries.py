@@ -34,10 +34,24 @@ _WRITING_TRACES: Final = (
     f"SELECT TraceId FROM {SPANS} WHERE {IN_RANGE} AND {SPAN_SCOPE} "  # noqa: S608 - constant SQL
     f"AND {_WRITING_CALL}"
 )
+# A tool call's agent: the one its span names, else that of the agent run it belongs to (the
+# latest started before it in its trace), joined as ``run``.
+_CALL_AGENT: Final = "if(action.AgentName != '', action.AgentName, run.AgentName) AS agent"
+
+
+def _runs_of_calls(runs_where: str) -> str:
+    """The ``ASOF`` join of ``action`` (tool calls) to their agent runs among the agent spans
+    matching ``runs_where`` (constant SQL)."""
+    return (
+        "ASOF LEFT JOIN (SELECT TraceId, Timestamp, AgentName "  # noqa: S608 - constant SQL
+        f"FROM {SPANS} WHERE {runs_where} AND Operation = 'invoke_agent') AS run "
+        "ON action.TraceId = run.TraceId AND action.Timestamp >= run.Timestamp"
+    )
+
+
 _ACTIONS_SQL: Final = (
     "SELECT * FROM ("  # noqa: S608 - constant SQL; every value is a bound parameter
-    "SELECT toUnixTimestamp64Milli(action.Timestamp) AS time_ms, "
-    "if(action.AgentName != '', action.AgentName, run.AgentName) AS agent, "
+    f"SELECT toUnixTimestamp64Milli(action.Timestamp) AS time_ms, {_CALL_AGENT}, "
     "action.ToolName AS tool, action.ToolTier AS tier, action.Environment AS environment, "
     "action.ServiceName AS service, if(action.StatusCode = 'Error', 'error', 'ok') AS outcome, "
     "action.ErrorType AS error_type, decision.DecisionName AS decision, "
@@ -56,13 +70,8 @@ _ACTIONS_SQL: Final = (
     f"FROM {SPANS} WHERE {IN_RANGE} AND Operation = 'decision' "
     f"AND TraceId IN ({_WRITING_TRACES})) AS decision "
     "ON action.TraceId = decision.TraceId AND action.Timestamp >= decision.Timestamp "
-    # The agent run the call belongs to (the latest started before it in its trace), for tool
-    # spans that do not name their agent.
-    "ASOF LEFT JOIN (SELECT TraceId, Timestamp, AgentName "
-    f"FROM {SPANS} WHERE {IN_RANGE} AND Operation = 'invoke_agent' "
-    f"AND TraceId IN ({_WRITING_TRACES})) AS run "
-    "ON action.TraceId = run.TraceId AND action.Timestamp >= run.Timestamp"
-    ") WHERE ({agent:String} = '' OR agent = {agent:String}) "
+    + _runs_of_calls(f"{IN_RANGE} AND TraceId IN ({_WRITING_TRACES})")
+    + ") WHERE ({agent:String} = '' OR agent = {agent:String}) "
     "ORDER BY at DESC, span_id LIMIT {limit:UInt32}"
 )
 
@@ -92,23 +101,22 @@ def risky_actions(
     return store.query(_ACTIONS_SQL, params)
 
 
+# Riskiest first; untiered tools (0) last.
+_TIER_RANK: Final = "indexOf(['destructive', 'write_risky', 'write_safe', 'read'], tier)"
 # Per agent, every tool it called, this period against the one of the same length before it.
 _ACCESS_SQL: Final = (
     "SELECT agent, tool, tier, countIf(at >= fromUnixTimestamp64Nano({start_ns:Int64})) AS calls, "  # noqa: S608 - constant SQL; every value is a bound parameter
     "countIf(at < fromUnixTimestamp64Nano({start_ns:Int64})) AS previous_calls, "
     "calls > 0 AND previous_calls = 0 AS new, calls = 0 AND previous_calls > 0 AS dropped "
-    "FROM (SELECT if(action.AgentName != '', action.AgentName, run.AgentName) AS agent, "
-    "action.ToolName AS tool, action.ToolTier AS tier, action.Timestamp AS at "
+    f"FROM (SELECT {_CALL_AGENT}, action.ToolName AS tool, action.ToolTier AS tier, "
+    "action.Timestamp AS at "
     "FROM (SELECT TraceId, Timestamp, AgentName, ToolName, ToolTier "
     f"FROM {SPANS} WHERE {_SINCE_PREVIOUS} AND {SPAN_SCOPE} AND Operation = 'execute_tool') "
     "AS action "
-    "ASOF LEFT JOIN (SELECT TraceId, Timestamp, AgentName "
-    f"FROM {SPANS} WHERE {_SINCE_PREVIOUS} AND Operation = 'invoke_agent') AS run "
-    "ON action.TraceId = run.TraceId AND action.Timestamp >= run.Timestamp) "
-    "WHERE ({agent:String} = '' OR agent = {agent:String}) "
+    + _runs_of_calls(_SINCE_PREVIOUS)
+    + ") WHERE ({agent:String} = '' OR agent = {agent:String}) "
     "GROUP BY agent, tool, tier "
-    "ORDER BY agent, new DESC, indexOf(['destructive', 'write_risky', 'write_safe', 'read'], "
-    "tier) = 0, indexOf(['destructive', 'write_risky', 'write_safe', 'read'], tier), tool"
+    f"ORDER BY agent, new DESC, {_TIER_RANK} = 0, {_TIER_RANK}, tool"
 )
 
 
